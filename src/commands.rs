@@ -1,0 +1,238 @@
+//! What each CLI command does, behind the argument parsing in `main.rs`.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or usage.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::api::{self, ApiState};
+use crate::config::{ConfigErrors, EMBEDDED_DEFAULT, Pipeline};
+use crate::shutdown::Shutdown;
+use crate::telemetry::Registry;
+use crate::topology::{self, Outcome};
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Options of `weir run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `None`: the embedded default pipeline (pipelines/feynman.yaml).
+    pub pipeline: Option<PathBuf>,
+    pub once: bool,
+    pub metrics_file: Option<PathBuf>,
+}
+
+fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
+    match path {
+        Some(p) => Pipeline::load(p),
+        None => Pipeline::from_text(EMBEDDED_DEFAULT, "<embedded feynman.yaml>", |k| {
+            std::env::var(k).ok()
+        }),
+    }
+}
+
+/// `weir validate FILE...`: checks each file, prints every problem.
+pub fn validate(paths: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for path in paths {
+        match Pipeline::load(path) {
+            Ok(p) => {
+                for w in &p.warnings {
+                    eprintln!("warning: {w}");
+                }
+                let (s, t, k) = (p.sources.len(), p.transforms.len(), p.sinks.len());
+                println!(
+                    "{}: ok ({s} sources, {t} transforms, {k} sinks)",
+                    path.display()
+                );
+            }
+            Err(errors) => {
+                failed = true;
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `weir run`: runs a pipeline until it is stopped or, with `--once`, until
+/// its input is read to the end.
+pub fn run(args: RunArgs) -> ExitCode {
+    let pipeline = match load(args.pipeline.as_deref()) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for w in &pipeline.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("weir")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    runtime.block_on(run_async(pipeline, args))
+}
+
+async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
+    let registry = Registry::default();
+    registry
+        .gauge(
+            "weir_build_info",
+            "weir's version, as a label; always 1.",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+        )
+        .set(1);
+    let shutdown = Shutdown::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let api_stop = Shutdown::default();
+
+    let mut api_task = None;
+    if pipeline.api.enabled {
+        let addr: SocketAddr = pipeline.api.address.parse().expect("checked by validation");
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let bound = listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                tracing::info!(address = %bound, "serving http://{bound}/metrics, /health and /ready");
+                let state = ApiState {
+                    registry: registry.clone(),
+                    ready: ready.clone(),
+                };
+                api_task = Some(tokio::spawn(api::serve(listener, state, api_stop.clone())));
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot listen on {addr} for the API: {e}; set api.address (or WEIR_API_ADDR for the shipped pipelines) to a free address, or api.enabled: false"
+                );
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
+    }
+
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let outcome = topology::run(&pipeline, &registry, &shutdown, args.once, || {
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
+    })
+    .await;
+    ready.store(false, Ordering::SeqCst);
+
+    let mut code = match &outcome {
+        Outcome::Drained => ExitCode::SUCCESS,
+        Outcome::GraceExpired => {
+            tracing::error!(grace_period = ?pipeline.grace_period, "stopped before the sinks delivered everything; undelivered file data is read again after a restart");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Outcome::Failed(e) => {
+            tracing::error!(error = %e, "pipeline failed");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    };
+    if let Some(path) = &args.metrics_file
+        && let Err(e) = write_metrics_file(&registry, path)
+    {
+        eprintln!(
+            "error: cannot write the metrics file {}: {e}",
+            path.display()
+        );
+        code = ExitCode::from(EXIT_RUNTIME);
+    }
+    api_stop.trigger();
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
+    code
+}
+
+/// Writes the exposition atomically, as node_exporter's textfile collector
+/// expects: into a temporary file beside the target, then renamed over it.
+pub fn write_metrics_file(registry: &Registry, path: &Path) -> std::io::Result<()> {
+    let mut text = String::new();
+    registry.render(&mut text);
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop weir with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.trigger();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("second signal: exiting at once");
+    std::process::exit(i32::from(EXIT_RUNTIME));
+}
+
+/// Sets up weir's own log on standard error. `WEIR_LOG` filters it
+/// (`info` by default; e.g. `WEIR_LOG=debug`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// `weir generate`: synthetic logs in the seed app's format.
+pub fn generate(lines: u64, seed: u64, malformed: bool, output: Option<&Path>) -> ExitCode {
+    let opts = crate::workload::WorkloadOptions {
+        seed,
+        malformed,
+        ..Default::default()
+    };
+    let mut w = crate::workload::Workload::new(opts);
+    let result = match output {
+        Some(p) => std::fs::File::create(p).and_then(|f| w.write_lines(lines, f)),
+        None => w.write_lines(lines, std::io::stdout().lock()),
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! Pipeline files: YAML in, a checked [`Pipeline`] out.
+//!
+//! ```yaml
+//! data_dir: ${WEIR_DATA_DIR:-./data}
+//! api: {address: "${WEIR_API_ADDR:-127.0.0.1:9464}"}
+//! sources:
+//!   app: {type: file, include: ["./logs/*.log"]}
+//! transforms:
+//!   errors: {type: filter, inputs: [app], condition: {field: level, equals: ERROR}}
+//! sinks:
+//!   local: {type: file, inputs: [app], path: "./data/out/%Y-%m-%d.ndjson"}
+//! ```
+//!
+//! Loading expands `${VAR}` / `${VAR:-default}`, parses the YAML into a tree
+//! that remembers positions, deserializes each component by its `type`, and
+//! checks what serde cannot: regexes, globs, templates and the graph of
+//! `inputs` (unknown names, cycles). Every problem found is reported — not just
+//! the first — as `file:line:column: component: message`.
+//!
+//! Building the running components is the topology's job, not this module's.
+
+pub mod env;
+pub mod node;
+pub mod units;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::decode::Decoder;
+use crate::sink::BlackholeConfig;
+use crate::sink::console::ConsoleConfig;
+use crate::sink::file::{FileSinkConfig, PathTemplate};
+use crate::source::file::{FileConfig, Globs};
+use crate::source::stdin::StdinConfig;
+use crate::transform::FilterConfig;
+use crate::transform::condition::Condition;
+use node::{Node, NodeKind, Pos, suggest, unknown_key_message};
+use units::Dur;
+
+/// The pipeline that `weir run` uses when no file is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../pipelines/feynman.yaml");
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub pos: Option<Pos>,
+    /// `sources.app_logs`, `sinks.local`, … when the problem is inside one.
+    pub component: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.pos {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        write!(f, ": ")?;
+        if let Some(c) = &self.component {
+            write!(f, "{c}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the problems found in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_address")]
+    pub address: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            address: default_api_address(),
+            enabled: true,
+        }
+    }
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1:9464".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone)]
+pub struct Component<K> {
+    pub name: String,
+    pub pos: Pos,
+    pub inputs: Vec<String>,
+    pub kind: K,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    File(FileConfig),
+    Stdin(StdinConfig),
+}
+
+#[derive(Debug, Clone)]
+pub enum TransformKind {
+    Filter(FilterConfig, Condition),
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    File(FileSinkConfig),
+    Console(ConsoleConfig),
+    Blackhole(BlackholeConfig),
+}
+
+/// A checked pipeline, ready to be built.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Where it was read from, for messages.
+    pub origin: String,
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    /// How long a stop may take to drain in-flight batches.
+    pub grace_period: Duration,
+    pub sources: Vec<Component<SourceKind>>,
+    pub transforms: Vec<Component<TransformKind>>,
+    pub sinks: Vec<Component<SinkKind>>,
+    /// Things that work but are probably not meant (a source nobody reads).
+    pub warnings: Vec<ConfigError>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "data_dir",
+    "api",
+    "grace_period",
+    "sources",
+    "transforms",
+    "sinks",
+];
+const SOURCE_TYPES: &[&str] = &["file", "stdin"];
+const TRANSFORM_TYPES: &[&str] = &["filter"];
+const SINK_TYPES: &[&str] = &["file", "console", "blackhole"];
+
+impl Pipeline {
+    /// Reads and checks a pipeline file, expanding variables from the environment.
+    pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: origin.clone(),
+                pos: None,
+                component: None,
+                message: format!("cannot read the pipeline file: {e}"),
+            }])
+        })?;
+        Pipeline::from_text(&text, &origin, |k| std::env::var(k).ok())
+    }
+
+    /// Checks pipeline text; `origin` names it in messages.
+    pub fn from_text(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Pipeline, ConfigErrors> {
+        let mut cx = Checker {
+            origin: origin.to_string(),
+            named: Vec::new(),
+            expanded: None,
+            errors: Vec::new(),
+        };
+        let expanded = match env::expand(text, env) {
+            Ok(e) => e,
+            Err(errs) => {
+                for e in errs {
+                    cx.push(Some(e.pos), None, e.message);
+                }
+                return Err(ConfigErrors(cx.errors));
+            }
+        };
+        let root = match Node::parse(&expanded.text) {
+            Ok(n) => n,
+            Err((pos, message)) => {
+                let pos = pos.map(|p| expanded.original_pos(p));
+                cx.push(pos, None, format!("invalid YAML: {message}"));
+                return Err(ConfigErrors(cx.errors));
+            }
+        };
+        cx.expanded = Some(expanded);
+        let pipeline = cx.pipeline(&root);
+        match pipeline {
+            Some(p) if cx.errors.is_empty() => Ok(p),
+            _ => Err(ConfigErrors(cx.errors)),
+        }
+    }
+
+    /// Every component name, with what it is.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        let s = self.sources.iter().map(|c| (c.name.as_str(), "source"));
+        let t = self
+            .transforms
+            .iter()
+            .map(|c| (c.name.as_str(), "transform"));
+        let k = self.sinks.iter().map(|c| (c.name.as_str(), "sink"));
+        s.chain(t).chain(k)
+    }
+}
+
+struct Checker {
+    origin: String,
+    /// Every component named in the file, built or not, so that one broken
+    /// component does not also make its readers report unknown inputs.
+    named: Vec<(String, &'static str, Pos)>,
+    expanded: Option<env::Expanded>,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn error(&self, pos: Option<Pos>, component: Option<&str>, message: String) -> ConfigError {
+        let pos = match (&self.expanded, pos) {
+            (Some(x), Some(p)) => Some(x.original_pos(p)),
+            (_, p) => p,
+        };
+        ConfigError {
+            file: self.origin.clone(),
+            pos,
+            component: component.map(str::to_string),
+            message,
+        }
+    }
+
+    fn push(&mut self, pos: Option<Pos>, component: Option<&str>, message: String) {
+        let e = self.error(pos, component, message);
+        self.errors.push(e);
+    }
+
+    /// Deserializes a node, recording the error if any.
+    fn typed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        node: &Node,
+        component: Option<&str>,
+    ) -> Option<T> {
+        match node.deserialize::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.push(e.pos.or(Some(node.pos)), component, e.message);
+                None
+            }
+        }
+    }
+
+    fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
+        let Some(map) = root.as_map() else {
+            self.push(
+                Some(root.pos),
+                None,
+                format!(
+                    "a pipeline is a mapping with keys {}, found {}",
+                    TOP_KEYS.join(", "),
+                    root.describe()
+                ),
+            );
+            return None;
+        };
+        for (k, _) in map {
+            let key = k.as_str().unwrap_or("");
+            if !TOP_KEYS.contains(&key) {
+                self.push(Some(k.pos), None, unknown_key_message(key, TOP_KEYS));
+            }
+        }
+        let data_dir = match root.get("data_dir") {
+            Some(n) => self.typed::<String>(n, None).map(PathBuf::from),
+            None => Some(PathBuf::from("./data")),
+        };
+        let api = match root.get("api") {
+            Some(n) => self.typed::<ApiConfig>(n, Some("api")),
+            None => Some(ApiConfig::default()),
+        };
+        if let (Some(api), Some(n)) = (&api, root.get("api"))
+            && api.enabled
+            && api.address.parse::<std::net::SocketAddr>().is_err()
+        {
+            let pos = n.get("address").map_or(n.pos, |a| a.pos);
+            self.push(
+                Some(pos),
+                Some("api"),
+                format!(
+                    "`{}` is not an address to listen on; write host:port, e.g. 127.0.0.1:9464",
+                    api.address
+                ),
+            );
+        }
+        let grace_period = match root.get("grace_period") {
+            Some(n) => self.typed::<Dur>(n, None).map(|d| d.0),
+            None => Some(Duration::from_secs(30)),
+        };
+
+        let sources = self.section(
+            root,
+            "sources",
+            SOURCE_TYPES,
+            false,
+            |cx, name, ty, body| {
+                let component = format!("sources.{name}");
+                let c = Some(component.as_str());
+                match ty {
+                    "file" => {
+                        let cfg: FileConfig = cx.typed(body, c)?;
+                        cx.check_decoder(body, c, &cfg.decode);
+                        if let Err(e) = Globs::new(&cfg.include, &cfg.exclude) {
+                            let pos = body
+                                .get(e.key)
+                                .map(|n| match &n.kind {
+                                    NodeKind::Seq(items) => {
+                                        items.get(e.index).map_or(n.pos, |i| i.pos)
+                                    }
+                                    _ => n.pos,
+                                })
+                                .unwrap_or(body.pos);
+                            cx.push(Some(pos), c, e.message);
+                        }
+                        Some(SourceKind::File(cfg))
+                    }
+                    "stdin" => {
+                        let cfg: StdinConfig = cx.typed(body, c)?;
+                        cx.check_decoder(body, c, &cfg.decode);
+                        Some(SourceKind::Stdin(cfg))
+                    }
+                    _ => None,
+                }
+            },
+        );
+        let transforms = self.section(
+            root,
+            "transforms",
+            TRANSFORM_TYPES,
+            true,
+            |cx, name, ty, body| {
+                let component = format!("transforms.{name}");
+                let c = Some(component.as_str());
+                match ty {
+                    "filter" => {
+                        let cfg: FilterConfig = cx.typed(body, c)?;
+                        match cfg.condition.compile() {
+                            Ok(cond) => Some(TransformKind::Filter(cfg, cond)),
+                            Err(e) => {
+                                let mut path = vec!["condition".to_string()];
+                                path.extend(e.path);
+                                let pos = locate(body, &path);
+                                cx.push(Some(pos), c, e.message);
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            },
+        );
+        let sinks = self.section(root, "sinks", SINK_TYPES, true, |cx, name, ty, body| {
+            let component = format!("sinks.{name}");
+            let c = Some(component.as_str());
+            match ty {
+                "file" => {
+                    let cfg: FileSinkConfig = cx.typed(body, c)?;
+                    if let Err(m) = PathTemplate::new(&cfg.path) {
+                        cx.push(Some(locate(body, &["path".into()])), c, m);
+                    }
+                    Some(SinkKind::File(cfg))
+                }
+                "console" => cx.typed(body, c).map(SinkKind::Console),
+                "blackhole" => cx.typed(body, c).map(SinkKind::Blackhole),
+                _ => None,
+            }
+        });
+
+        let p = Pipeline {
+            origin: self.origin.clone(),
+            data_dir: data_dir?,
+            api: api?,
+            grace_period: grace_period?,
+            sources,
+            transforms,
+            sinks,
+            warnings: Vec::new(),
+        };
+        let warnings = self.check_graph(&p);
+        Some(Pipeline { warnings, ..p })
+    }
+
+    fn check_decoder(
+        &mut self,
+        body: &Node,
+        component: Option<&str>,
+        cfg: &crate::decode::DecodeConfig,
+    ) {
+        if let Err(e) = Decoder::check(cfg) {
+            let mut path = vec!["decode".to_string()];
+            path.extend(e.key.iter().map(|s| s.to_string()));
+            let pos = locate(body, &path);
+            self.push(Some(pos), component, e.message);
+        }
+    }
+
+    /// Reads one of `sources`, `transforms`, `sinks`.
+    fn section<K>(
+        &mut self,
+        root: &Node,
+        key: &str,
+        types: &[&str],
+        takes_inputs: bool,
+        mut build: impl FnMut(&mut Checker, &str, &str, &Node) -> Option<K>,
+    ) -> Vec<Component<K>> {
+        let mut out = Vec::new();
+        let Some(section) = root.get(key) else {
+            return out;
+        };
+        let entries = match &section.kind {
+            NodeKind::Map(m) => m,
+            NodeKind::Null => return out,
+            _ => {
+                self.push(
+                    Some(section.pos),
+                    None,
+                    format!(
+                        "`{key}` is a mapping from component names to their settings, found {}",
+                        section.describe()
+                    ),
+                );
+                return out;
+            }
+        };
+        let kind: &'static str = match key {
+            "sources" => "source",
+            "transforms" => "transform",
+            _ => "sink",
+        };
+        for (name_node, body) in entries {
+            let name = name_node.as_str().unwrap_or("").to_string();
+            self.named.push((name.clone(), kind, name_node.pos));
+            let component = format!("{key}.{name}");
+            let c = Some(component.as_str());
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_alphanumeric() || "_-.".contains(ch))
+            {
+                self.push(
+                    Some(name_node.pos),
+                    c,
+                    "component names use letters, digits, `_`, `-` and `.`".into(),
+                );
+                continue;
+            }
+            if body.as_map().is_none() {
+                self.push(
+                    Some(body.pos),
+                    c,
+                    format!(
+                        "expected the {kind}'s settings (a mapping with `type`), found {}",
+                        body.describe()
+                    ),
+                );
+                continue;
+            }
+            let ty = match body.get("type") {
+                None => {
+                    self.push(
+                        Some(body.pos),
+                        c,
+                        format!("missing `type`; {kind} types are: {}", types.join(", ")),
+                    );
+                    continue;
+                }
+                Some(t) => match t.as_str() {
+                    Some(s) if types.contains(&s) => s.to_string(),
+                    other => {
+                        let mut m = format!(
+                            "unknown {kind} type `{}`; known types: {}",
+                            other.unwrap_or("?"),
+                            types.join(", ")
+                        );
+                        if let Some(s) = other.and_then(|o| suggest(o, types.iter().copied())) {
+                            m = format!(
+                                "unknown {kind} type `{}`: did you mean `{s}`?",
+                                other.unwrap_or("?")
+                            );
+                        }
+                        self.push(Some(t.pos), c, m);
+                        continue;
+                    }
+                },
+            };
+            let inputs = match (body.get("inputs"), takes_inputs) {
+                (Some(n), false) => {
+                    self.push(
+                        Some(n.pos),
+                        c,
+                        "sources read from outside weir and take no `inputs`".into(),
+                    );
+                    Vec::new()
+                }
+                (None, true) => {
+                    self.push(
+                        Some(body.pos),
+                        c,
+                        format!("missing `inputs`: list the components this {kind} reads from"),
+                    );
+                    Vec::new()
+                }
+                (None, false) => Vec::new(),
+                (Some(n), true) => self.typed::<Vec<String>>(n, c).unwrap_or_default(),
+            };
+            let opts = body.without_keys(&["type", "inputs"]);
+            if let Some(k) = build(self, &name, &ty, &opts) {
+                out.push(Component {
+                    name,
+                    pos: name_node.pos,
+                    inputs,
+                    kind: k,
+                });
+            }
+        }
+        out
+    }
+
+    /// Unknown inputs, duplicate names, cycles; returns warnings.
+    fn check_graph(&mut self, p: &Pipeline) -> Vec<ConfigError> {
+        let named = std::mem::take(&mut self.named);
+        let mut kinds: HashMap<&str, &str> = HashMap::new();
+        for (name, kind, pos) in &named {
+            if let Some(other) = kinds.insert(name, kind) {
+                self.push(Some(*pos), Some(&format!("{kind}s.{name}")), format!("the name `{name}` is also used by a {other}; component names must be unique"));
+            }
+        }
+        let all: Vec<(&str, &str, Pos, &Vec<String>)> = p
+            .sources
+            .iter()
+            .map(|c| (c.name.as_str(), "source", c.pos, &c.inputs))
+            .chain(
+                p.transforms
+                    .iter()
+                    .map(|c| (c.name.as_str(), "transform", c.pos, &c.inputs)),
+            )
+            .chain(
+                p.sinks
+                    .iter()
+                    .map(|c| (c.name.as_str(), "sink", c.pos, &c.inputs)),
+            )
+            .collect();
+        let mut used: HashSet<&str> = HashSet::new();
+        for (name, kind, pos, inputs) in &all {
+            for input in inputs.iter() {
+                used.insert(input);
+                let component = format!("{kind}s.{name}");
+                match kinds.get(input.as_str()) {
+                    None => {
+                        let mut m = format!(
+                            "input `{input}` is not a source or transform of this pipeline"
+                        );
+                        if let Some(s) = suggest(
+                            input,
+                            kinds.iter().filter(|(_, k)| **k != "sink").map(|(n, _)| *n),
+                        ) {
+                            m.push_str(&format!("; did you mean `{s}`?"));
+                        }
+                        self.push(Some(*pos), Some(&component), m);
+                    }
+                    Some(&"sink") => self.push(
+                        Some(*pos),
+                        Some(&component),
+                        format!("input `{input}` is a sink; sinks have no output"),
+                    ),
+                    Some(_) if input == name => self.push(
+                        Some(*pos),
+                        Some(&component),
+                        "a component cannot read its own output".into(),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        // Cycles among transforms: depth-first search over inputs.
+        let graph: HashMap<&str, &Vec<String>> = p
+            .transforms
+            .iter()
+            .map(|t| (t.name.as_str(), &t.inputs))
+            .collect();
+        let mut state: HashMap<&str, u8> = HashMap::new(); // 1 visiting, 2 done
+        fn visit<'a>(
+            n: &'a str,
+            g: &HashMap<&'a str, &'a Vec<String>>,
+            st: &mut HashMap<&'a str, u8>,
+            path: &mut Vec<&'a str>,
+        ) -> Option<Vec<&'a str>> {
+            match st.get(n) {
+                Some(2) => return None,
+                Some(1) => {
+                    let start = path.iter().position(|x| *x == n).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(n);
+                    return Some(cycle);
+                }
+                _ => {}
+            }
+            st.insert(n, 1);
+            path.push(n);
+            for i in g.get(n).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if g.contains_key(i.as_str())
+                    && let Some(c) = visit(i, g, st, path)
+                {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            st.insert(n, 2);
+            None
+        }
+        for t in &p.transforms {
+            let mut path = Vec::new();
+            if let Some(cycle) = visit(&t.name, &graph, &mut state, &mut path) {
+                self.push(
+                    Some(t.pos),
+                    Some(&format!("transforms.{}", t.name)),
+                    format!("inputs form a cycle: {}", cycle.join(" -> ")),
+                );
+                break;
+            }
+        }
+        let mut warnings = Vec::new();
+        for (name, kind, pos, _) in &all {
+            if *kind != "sink" && !used.contains(name) {
+                warnings.push(self.error(
+                    Some(*pos),
+                    Some(&format!("{kind}s.{name}")),
+                    "no sink or transform reads this component's output".into(),
+                ));
+            }
+        }
+        if p.sinks.is_empty() {
+            warnings.push(self.error(
+                None,
+                None,
+                "the pipeline has no sinks; events are read and discarded".into(),
+            ));
+        }
+        warnings
+    }
+}
+
+/// The position of the node at `path` below `node` (as deep as it exists).
+fn locate(node: &Node, path: &[String]) -> Pos {
+    let mut cur = node;
+    for seg in path {
+        let next = match &cur.kind {
+            NodeKind::Map(_) => cur.get(seg),
+            NodeKind::Seq(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    cur.pos
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,544 @@
+//! A YAML document as a tree of nodes that remember where they were written.
+//!
+//! serde's internally tagged enums and `flatten` buffer their input and lose
+//! source positions, so weir parses a pipeline file once into this tree and then
+//! deserializes each component body from it with [`NodeDeserializer`]. Every
+//! error raised while doing so carries the line and column of the node at fault.
+//!
+//! This module knows nothing about pipelines; it only maps YAML to typed values.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+/// A position in the (expanded) source text, 1-based.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// One YAML node and the position where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub pos: Pos,
+}
+
+impl Node {
+    /// Parses a whole YAML document. The error is rendered by serde-saphyr and
+    /// carries its own position.
+    pub fn parse(text: &str) -> Result<Node, (Option<Pos>, String)> {
+        if text.trim().is_empty() {
+            return Ok(Node {
+                kind: NodeKind::Map(Vec::new()),
+                pos: Pos { line: 1, column: 1 },
+            });
+        }
+        serde_saphyr::from_str::<Node>(text).map_err(|e| {
+            let pos = e.location().map(|l| Pos {
+                line: l.line(),
+                column: l.column(),
+            });
+            (pos, first_line(&e.to_string()))
+        })
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` in a mapping node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// What this node is, in words for an error message.
+    pub fn describe(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "nothing (null)",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// A copy of this mapping without the given keys.
+    pub fn without_keys(&self, keys: &[&str]) -> Node {
+        match &self.kind {
+            NodeKind::Map(m) => Node {
+                kind: NodeKind::Map(
+                    m.iter()
+                        .filter(|(k, _)| !k.as_str().is_some_and(|k| keys.contains(&k)))
+                        .cloned()
+                        .collect(),
+                ),
+                pos: self.pos,
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// Deserializes a typed value from this node.
+    pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
+        T::deserialize(NodeDeserializer { node: self })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<NodeKind>::deserialize(d)?;
+        Ok(Node {
+            kind: spanned.value,
+            pos: Pos {
+                line: spanned.defined.line(),
+                column: spanned.defined.column(),
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeKind {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NodeKind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<NodeKind, E> {
+                Ok(NodeKind::Null)
+            }
+            fn visit_none<E>(self) -> Result<NodeKind, E> {
+                Ok(NodeKind::Null)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<NodeKind, D::Error> {
+                NodeKind::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<NodeKind, E> {
+                Ok(NodeKind::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<NodeKind, E> {
+                Ok(NodeKind::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NodeKind, E> {
+                i64::try_from(v)
+                    .map(NodeKind::Int)
+                    .or(Ok(NodeKind::Float(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<NodeKind, E> {
+                Ok(NodeKind::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<NodeKind, E> {
+                Ok(NodeKind::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<NodeKind, E> {
+                Ok(NodeKind::Str(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<NodeKind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = a.next_element::<Node>()? {
+                    items.push(n);
+                }
+                Ok(NodeKind::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<NodeKind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(k) = a.next_key::<Node>()? {
+                    let v = a.next_value::<Node>()?;
+                    items.push((k, v));
+                }
+                Ok(NodeKind::Map(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An error found while turning a node into a typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeError {
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl NodeError {
+    pub fn at(pos: Pos, message: impl Into<String>) -> Self {
+        NodeError {
+            pos: Some(pos),
+            message: message.into(),
+        }
+    }
+    fn or_at(mut self, pos: Pos) -> Self {
+        self.pos.get_or_insert(pos);
+        self
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl de::Error for NodeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        NodeError {
+            pos: None,
+            message: msg.to_string(),
+        }
+    }
+
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        let found = match unexp {
+            de::Unexpected::Seq => "a list".to_string(),
+            de::Unexpected::Map => "a mapping".to_string(),
+            de::Unexpected::Unit => "nothing (null)".to_string(),
+            other => other.to_string(),
+        };
+        NodeError {
+            pos: None,
+            message: format!("expected {exp}, found {found}"),
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        NodeError {
+            pos: None,
+            message: unknown_key_message(field, expected),
+        }
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        let mut message = format!(
+            "unknown value `{variant}`, expected one of {}",
+            list(expected)
+        );
+        if let Some(s) = suggest(variant, expected.iter().copied()) {
+            message.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        NodeError { pos: None, message }
+    }
+}
+
+/// "unknown key `pth`, did you mean `path`? (expected one of …)".
+pub fn unknown_key_message(key: &str, expected: &[&str]) -> String {
+    match suggest(key, expected.iter().copied()) {
+        Some(s) => format!(
+            "unknown key `{key}`: did you mean `{s}`? (valid keys: {})",
+            list(expected)
+        ),
+        None if expected.is_empty() => format!("unknown key `{key}`: this takes no options"),
+        None => format!("unknown key `{key}` (valid keys: {})", list(expected)),
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The closest candidate by edit distance, when it is close enough to be a typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance counting a swap of neighbours as one edit (typos like
+/// `incldue`), i.e. optimal string alignment.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A serde deserializer reading from a [`Node`].
+#[derive(Clone, Copy)]
+pub struct NodeDeserializer<'a> {
+    pub node: &'a Node,
+}
+
+impl NodeDeserializer<'_> {
+    fn invalid(&self, exp: &dyn de::Expected) -> NodeError {
+        NodeError::at(
+            self.node.pos,
+            format!("expected {exp}, found {}", self.node.describe()),
+        )
+    }
+}
+
+macro_rules! forward_number {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+            match &self.node.kind {
+                // Numbers written as strings, e.g. after `${PORT}` expansion in quotes.
+                NodeKind::Str(s) => {
+                    if let Ok(i) = s.trim().parse::<i64>() {
+                        v.visit_i64(i)
+                    } else if let Ok(f) = s.trim().parse::<f64>() {
+                        v.visit_f64(f)
+                    } else {
+                        Err(self.invalid(&v))
+                    }
+                }
+                _ => self.deserialize_any(v),
+            }
+            .map_err(|e| e.or_at(self.node.pos))
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
+    type Error = NodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+        let pos = self.node.pos;
+        match &self.node.kind {
+            NodeKind::Null => v.visit_unit(),
+            NodeKind::Bool(b) => v.visit_bool(*b),
+            NodeKind::Int(i) => v.visit_i64(*i),
+            NodeKind::Float(f) => v.visit_f64(*f),
+            NodeKind::Str(s) => v.visit_str(s),
+            NodeKind::Seq(items) => v.visit_seq(SeqNodes { iter: items.iter() }),
+            NodeKind::Map(items) => v.visit_map(MapNodes {
+                iter: items.iter(),
+                value: None,
+            }),
+        }
+        .map_err(|e| e.or_at(pos))
+    }
+
+    forward_number! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_f32 deserialize_f64
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+        self.deserialize_string(v)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+        // A scalar written without quotes (`port: 9464`, `enabled: true`) is
+        // still text when a string is wanted.
+        match &self.node.kind {
+            NodeKind::Int(i) => v.visit_string(i.to_string()),
+            NodeKind::Float(f) => v.visit_string(f.to_string()),
+            NodeKind::Bool(b) => v.visit_string(b.to_string()),
+            _ => return self.deserialize_any(v),
+        }
+        .map_err(|e: NodeError| e.or_at(self.node.pos))
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+        match &self.node.kind {
+            NodeKind::Str(s) if s == "true" || s == "false" => v.visit_bool(s == "true"),
+            _ => return self.deserialize_any(v),
+        }
+        .map_err(|e: NodeError| e.or_at(self.node.pos))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, NodeError> {
+        match self.node.kind {
+            NodeKind::Null => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, NodeError> {
+        let pos = self.node.pos;
+        match &self.node.kind {
+            NodeKind::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
+            _ => Err(NodeError::at(
+                pos,
+                format!("expected one word, found {}", self.node.describe()),
+            )),
+        }
+        .map_err(|e: NodeError| e.or_at(pos))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value, NodeError> {
+        v.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 char bytes byte_buf unit unit_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
+struct SeqNodes<'a> {
+    iter: std::slice::Iter<'a, Node>,
+}
+
+impl<'de> SeqAccess<'de> for SeqNodes<'_> {
+    type Error = NodeError;
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, NodeError> {
+        match self.iter.next() {
+            Some(node) => seed
+                .deserialize(NodeDeserializer { node })
+                .map(Some)
+                .map_err(|e| e.or_at(node.pos)),
+            None => Ok(None),
+        }
+    }
+}
+
+struct MapNodes<'a> {
+    iter: std::slice::Iter<'a, (Node, Node)>,
+    value: Option<&'a Node>,
+}
+
+impl<'de> MapAccess<'de> for MapNodes<'_> {
+    type Error = NodeError;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, NodeError> {
+        match self.iter.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(NodeDeserializer { node: k })
+                    .map(Some)
+                    .map_err(|e| e.or_at(k.pos))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, NodeError> {
+        let node = self.value.take().expect("value follows key");
+        seed.deserialize(NodeDeserializer { node })
+            .map_err(|e| e.or_at(node.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Opts {
+        path: String,
+        #[serde(default)]
+        count: u32,
+    }
+
+    #[test]
+    fn positions_survive_into_typed_errors() {
+        let doc = Node::parse("a:\n  path: x\n  cuont: 3\n").unwrap();
+        let err = doc.get("a").unwrap().deserialize::<Opts>().unwrap_err();
+        assert_eq!(err.pos, Some(Pos { line: 3, column: 3 }));
+        assert!(
+            err.message.contains("did you mean `count`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_what_was_found() {
+        let doc = Node::parse("path: [1]\n").unwrap();
+        let err = doc.deserialize::<Opts>().unwrap_err();
+        assert_eq!(err.pos.map(|p| p.line), Some(1));
+        assert!(err.message.contains("found a list"), "{}", err.message);
+    }
+
+    #[test]
+    fn numbers_read_as_strings_when_wanted() {
+        let doc = Node::parse("path: 9464\ncount: '7'\n").unwrap();
+        let o: Opts = doc.deserialize().unwrap();
+        assert_eq!(
+            o,
+            Opts {
+                path: "9464".into(),
+                count: 7
+            }
+        );
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(suggest("incldue", ["include", "exclude"]), Some("include"));
+        assert_eq!(suggest("zzz", ["include", "exclude"]), None);
+    }
+}

@@ -1,0 +1,377 @@
+//! Decoding: from a line of text to an [`Event`].
+//!
+//! Codecs are `json` (one object per line), `regex` (named captures become
+//! fields) and `raw` (the line becomes `message`). A line that fails to decode
+//! never stops the pipeline: with `on_error: keep` it travels on as a raw event
+//! marked with `weir_decode_error`, with `drop` it is discarded; both are
+//! counted by reason. The event time comes from a configured field, else the
+//! time the line was read.
+//!
+//! Framing (finding the lines) and multiline joining happen before this.
+
+pub mod json;
+pub mod timestamp;
+
+use serde::Deserialize;
+
+use crate::event::{Event, Field, Text, Value};
+use crate::telemetry::{Counter, Registry};
+use timestamp::{TimeFormat, TimeParser};
+
+/// The field that marks an event whose line could not be decoded.
+pub const ERROR_FIELD: &str = "weir_decode_error";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    #[default]
+    Json,
+    Regex,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Keep,
+    Drop,
+}
+
+/// The `decode:` block of a source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeConfig {
+    #[serde(default)]
+    pub codec: Codec,
+    /// Regex with named groups, for `codec: regex`.
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub on_error: OnError,
+    pub timestamp: Option<TimestampConfig>,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            codec: Codec::Json,
+            pattern: None,
+            on_error: OnError::Keep,
+            timestamp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampConfig {
+    #[serde(default = "default_time_field")]
+    pub field: String,
+    #[serde(default = "default_time_format")]
+    pub format: String,
+    /// IANA zone for stamps written without an offset (default UTC).
+    pub timezone: Option<String>,
+}
+
+fn default_time_field() -> String {
+    "timestamp".into()
+}
+fn default_time_format() -> String {
+    "auto".into()
+}
+
+/// A configuration problem, with the key (under `decode`) it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeConfigError {
+    pub key: &'static [&'static str],
+    pub message: String,
+}
+
+enum CodecImpl {
+    Json,
+    Regex(regex::Regex),
+    Raw,
+}
+
+/// Why decoding failed, as the `reason` label of the self-metric.
+const REASONS: [&str; 3] = ["invalid_json", "not_an_object", "no_match"];
+
+/// Decodes lines for one source. Owned by the source's task.
+pub struct Decoder {
+    codec: CodecImpl,
+    on_error: OnError,
+    time_field: Option<(String, TimeParser)>,
+    errors: [Counter; 3],
+    time_fallback: Counter,
+    /// Counts since the last [`Decoder::publish`]; kept local so the hot path
+    /// touches no shared memory.
+    local_errors: [u64; 3],
+    local_fallback: u64,
+}
+
+impl Decoder {
+    /// Checks the configuration; nothing is registered.
+    pub fn check(cfg: &DecodeConfig) -> Result<(), DecodeConfigError> {
+        Self::build_parts(cfg).map(|_| ())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build_parts(
+        cfg: &DecodeConfig,
+    ) -> Result<(CodecImpl, Option<(String, TimeParser)>), DecodeConfigError> {
+        let codec = match (cfg.codec, &cfg.pattern) {
+            (Codec::Regex, None) => {
+                return Err(DecodeConfigError {
+                    key: &["codec"],
+                    message: "`codec: regex` needs a `pattern` with named groups, e.g. `^(?P<level>\\w+): (?P<message>.*)$`".into(),
+                });
+            }
+            (Codec::Regex, Some(p)) => {
+                let re = regex::Regex::new(p).map_err(|e| DecodeConfigError {
+                    key: &["pattern"],
+                    message: format!("invalid regex: {}", one_line(&e.to_string())),
+                })?;
+                if re.capture_names().flatten().next().is_none() {
+                    return Err(DecodeConfigError {
+                        key: &["pattern"],
+                        message: "the pattern has no named groups like `(?P<level>\\w+)`, so it would produce no fields".into(),
+                    });
+                }
+                CodecImpl::Regex(re)
+            }
+            (_, Some(_)) => {
+                return Err(DecodeConfigError {
+                    key: &["pattern"],
+                    message: "`pattern` only applies to `codec: regex`".into(),
+                });
+            }
+            (Codec::Json, None) => CodecImpl::Json,
+            (Codec::Raw, None) => CodecImpl::Raw,
+        };
+        let time = match (&cfg.timestamp, cfg.codec) {
+            (Some(_), Codec::Raw) => {
+                return Err(DecodeConfigError {
+                    key: &["timestamp"],
+                    message: "`codec: raw` has no fields to take a timestamp from".into(),
+                });
+            }
+            (None, Codec::Json) => Some((
+                default_time_field(),
+                TimeParser {
+                    format: TimeFormat::Auto,
+                    zone: None,
+                },
+            )),
+            (None, _) => None,
+            (Some(t), _) => {
+                let format = TimeFormat::parse(&t.format).map_err(|message| DecodeConfigError {
+                    key: &["timestamp", "format"],
+                    message,
+                })?;
+                let zone = match &t.timezone {
+                    None => None,
+                    Some(z) => Some(jiff::tz::TimeZone::get(z).map_err(|e| DecodeConfigError {
+                        key: &["timestamp", "timezone"],
+                        message: format!("unknown time zone `{z}`: {e}"),
+                    })?),
+                };
+                Some((t.field.clone(), TimeParser { format, zone }))
+            }
+        };
+        Ok((codec, time))
+    }
+
+    pub fn new(
+        cfg: &DecodeConfig,
+        registry: &Registry,
+        source: &str,
+    ) -> Result<Decoder, DecodeConfigError> {
+        let (codec, time_field) = Self::build_parts(cfg)?;
+        let errors = REASONS.map(|reason| {
+            registry.counter(
+                "weir_decode_errors_total",
+                "Lines that could not be decoded, by source and reason.",
+                &[("source", source), ("reason", reason)],
+            )
+        });
+        let time_fallback = registry.counter(
+            "weir_timestamp_fallbacks_total",
+            "Events whose time field was missing or unreadable, so the time they were read is used.",
+            &[("source", source)],
+        );
+        Ok(Decoder {
+            codec,
+            on_error: cfg.on_error,
+            time_field,
+            errors,
+            time_fallback,
+            local_errors: [0; 3],
+            local_fallback: 0,
+        })
+    }
+
+    /// Decodes one line read at `received` (ns). `None` means dropped.
+    pub fn decode(&mut self, line: String, received: i64) -> Option<Event> {
+        let result = match &self.codec {
+            CodecImpl::Json => json::decode_object(line, received).map_err(|(e, line)| match e {
+                json::JsonError::Invalid(m) => (0, format!("invalid JSON: {m}"), line),
+                json::JsonError::NotAnObject(kind) => {
+                    (1, format!("expected a JSON object, found {kind}"), line)
+                }
+            }),
+            CodecImpl::Regex(re) => decode_regex(re, line, received)
+                .map_err(|line| (2, "line does not match the pattern".to_string(), line)),
+            CodecImpl::Raw => Ok(Event::from_text(line, received)),
+        };
+        match result {
+            Ok(mut event) => {
+                if let Some((field, parser)) = &self.time_field {
+                    match event.get(field).and_then(|v| parser.parse(v)) {
+                        Some(t) => event.time = t,
+                        None => self.local_fallback += 1,
+                    }
+                }
+                Some(event)
+            }
+            Err((reason, message, line)) => {
+                self.local_errors[reason] += 1;
+                match self.on_error {
+                    OnError::Drop => None,
+                    OnError::Keep => {
+                        let mut event = Event::from_text(line, received);
+                        event.insert(ERROR_FIELD, serde_json::Value::String(message));
+                        Some(event)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the local counts to the shared self-metrics. Call once per batch.
+    pub fn publish(&mut self) {
+        for (local, counter) in self.local_errors.iter_mut().zip(&self.errors) {
+            counter.add(std::mem::take(local));
+        }
+        self.time_fallback
+            .add(std::mem::take(&mut self.local_fallback));
+    }
+}
+
+fn decode_regex(re: &regex::Regex, line: String, time: i64) -> Result<Event, String> {
+    let fields = match re.captures(&line) {
+        None => return Err(line),
+        Some(caps) => re
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let m = caps.get(i)?;
+                Some(Field {
+                    key: Text::Owned(name?.into()),
+                    value: Value::Text(Text::Span(m.start() as u32, m.end() as u32)),
+                })
+            })
+            .collect(),
+    };
+    Ok(Event::from_parts(line, fields, false, time))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder(yaml: &str) -> Decoder {
+        let cfg: DecodeConfig = crate::config::node::Node::parse(yaml)
+            .unwrap()
+            .deserialize()
+            .unwrap();
+        Decoder::new(&cfg, &Registry::default(), "test").unwrap()
+    }
+
+    #[test]
+    fn json_takes_time_from_the_timestamp_field() {
+        let mut d = decoder("codec: json\n");
+        let e = d
+            .decode(
+                r#"{"timestamp":"2026-11-25T06:19:15.123456+00:00","m":1}"#.into(),
+                5,
+            )
+            .unwrap();
+        assert_eq!(e.time, 1_795_587_555_123_456_000);
+        let e = d.decode(r#"{"m":1}"#.into(), 5).unwrap();
+        assert_eq!(e.time, 5, "falls back to receive time");
+        assert_eq!(d.local_fallback, 1);
+    }
+
+    #[test]
+    fn bad_lines_are_kept_marked_or_dropped_and_counted() {
+        let mut keep = decoder("on_error: keep\n");
+        let e = keep.decode(r#"{"level":"INFO","mess"#.into(), 1).unwrap();
+        assert_eq!(
+            e.get_text("message").as_deref(),
+            Some(r#"{"level":"INFO","mess"#)
+        );
+        assert!(e.get_text(ERROR_FIELD).unwrap().starts_with("invalid JSON"));
+        let e = keep.decode("[1,2]".into(), 1).unwrap();
+        assert_eq!(
+            e.get_text(ERROR_FIELD).as_deref(),
+            Some("expected a JSON object, found array")
+        );
+        assert_eq!(keep.local_errors, [1, 1, 0]);
+
+        let mut drop = decoder("on_error: drop\n");
+        assert!(drop.decode("null".into(), 1).is_none());
+        assert_eq!(drop.local_errors, [0, 1, 0]);
+    }
+
+    #[test]
+    fn regex_captures_become_fields() {
+        let mut d = decoder(
+            "codec: regex\npattern: '^(?P<level>[A-Z]+):\\s+(?P<client>\\S+) - \"(?P<request>[^\"]*)\" (?P<status>\\d+)'\n",
+        );
+        let e = d
+            .decode(
+                r#"INFO:     127.0.0.1:52344 - "POST /chat HTTP/1.1" 200 OK"#.into(),
+                1,
+            )
+            .unwrap();
+        assert_eq!(e.get_text("level").as_deref(), Some("INFO"));
+        assert_eq!(
+            e.get_text("request").as_deref(),
+            Some("POST /chat HTTP/1.1")
+        );
+        assert_eq!(e.get_f64("status"), Some(200.0));
+        assert!(
+            d.decode("no match here".into(), 1)
+                .unwrap()
+                .get(ERROR_FIELD)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn config_mistakes_name_the_key() {
+        let cfg = |y: &str| -> DecodeConfig {
+            crate::config::node::Node::parse(y)
+                .unwrap()
+                .deserialize()
+                .unwrap()
+        };
+        let err = Decoder::check(&cfg("codec: regex\npattern: '(?P<a>'\n")).unwrap_err();
+        assert_eq!(err.key, &["pattern"]);
+        assert!(err.message.starts_with("invalid regex"), "{}", err.message);
+        assert_eq!(
+            Decoder::check(&cfg("codec: regex\n")).unwrap_err().key,
+            &["codec"]
+        );
+        assert_eq!(
+            Decoder::check(&cfg("timestamp: {format: nope}\n"))
+                .unwrap_err()
+                .key,
+            &["timestamp", "format"]
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! The event: one decoded log record, and the batch that carries events between
+//! components.
+//!
+//! An event keeps the line as it was read and describes its fields as byte
+//! ranges into that line wherever it can, so decoding a JSON line does not
+//! allocate a string per field. Fields become owned only when a transform
+//! writes them. An event that nobody changed is written out as the original line.
+//!
+//! This module does not decide how lines are decoded (see `decode`) nor how
+//! events are encoded for a particular sink.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::ack::AckNotifier;
+
+/// Text that lives either inside the event's line or on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Text {
+    /// A byte range of the line; the bytes are the text itself (no escapes).
+    Span(u32, u32),
+    Owned(Box<str>),
+}
+
+/// A field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A byte range of the line holding a JSON value exactly as written
+    /// (strings keep their quotes and escapes).
+    Json(u32, u32),
+    /// Plain text, such as a regex capture or the whole line.
+    Text(Text),
+    /// A value set by weir itself or by a transform.
+    Owned(serde_json::Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub key: Text,
+    pub value: Value,
+}
+
+/// A borrowed view of a field value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    Json(&'a str),
+    Text(&'a str),
+    Owned(&'a serde_json::Value),
+}
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    line: String,
+    fields: Vec<Field>,
+    /// True while the fields are exactly the JSON object in `line`, so the
+    /// line itself is the event's JSON encoding.
+    verbatim: bool,
+    /// Event time, nanoseconds since the Unix epoch (UTC).
+    pub time: i64,
+}
+
+impl Event {
+    /// An event whose only field is `message`: the whole line.
+    pub fn from_text(line: String, time: i64) -> Event {
+        let len = line.len() as u32;
+        Event {
+            line,
+            fields: vec![Field {
+                key: Text::Owned("message".into()),
+                value: Value::Text(Text::Span(0, len)),
+            }],
+            verbatim: false,
+            time,
+        }
+    }
+
+    /// An event built from a line and fields already located in it.
+    /// `verbatim` says the line is itself the JSON encoding of the fields.
+    pub fn from_parts(line: String, fields: Vec<Field>, verbatim: bool, time: i64) -> Event {
+        Event {
+            line,
+            fields,
+            verbatim,
+            time,
+        }
+    }
+
+    /// The line as read, without its line ending.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, FieldRef<'_>)> {
+        self.fields
+            .iter()
+            .map(|f| (self.text(&f.key), self.value_ref(&f.value)))
+    }
+
+    fn text<'a>(&'a self, t: &'a Text) -> &'a str {
+        match t {
+            Text::Span(a, b) => &self.line[*a as usize..*b as usize],
+            Text::Owned(s) => s,
+        }
+    }
+
+    fn value_ref<'a>(&'a self, v: &'a Value) -> FieldRef<'a> {
+        match v {
+            Value::Json(a, b) => FieldRef::Json(&self.line[*a as usize..*b as usize]),
+            Value::Text(t) => FieldRef::Text(self.text(t)),
+            Value::Owned(v) => FieldRef::Owned(v),
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        // Later duplicates win, as in every JSON parser users compare with.
+        self.fields.iter().rposition(|f| self.text(&f.key) == key)
+    }
+
+    /// The value of a top-level field.
+    pub fn get(&self, key: &str) -> Option<FieldRef<'_>> {
+        self.position(key)
+            .map(|i| self.value_ref(&self.fields[i].value))
+    }
+
+    /// A field as text: strings unescaped, numbers and booleans as written,
+    /// `null`, objects and arrays as `None`.
+    pub fn get_text(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key)?.as_text()
+    }
+
+    /// A field as a number: JSON numbers, and strings that hold one.
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.get(key)?.as_f64()
+    }
+
+    /// Sets a field, replacing an existing one of the same name.
+    pub fn insert(&mut self, key: &str, value: serde_json::Value) {
+        self.verbatim = false;
+        match self.position(key) {
+            Some(i) => self.fields[i].value = Value::Owned(value),
+            None => self.fields.push(Field {
+                key: Text::Owned(key.into()),
+                value: Value::Owned(value),
+            }),
+        }
+    }
+
+    /// Removes a field; returns whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.fields.len();
+        let line = &self.line;
+        self.fields.retain(|f| {
+            let k = match &f.key {
+                Text::Span(a, b) => &line[*a as usize..*b as usize],
+                Text::Owned(s) => s,
+            };
+            k != key
+        });
+        let removed = self.fields.len() != before;
+        if removed {
+            self.verbatim = false;
+        }
+        removed
+    }
+
+    /// Appends the event as one line of JSON (no newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        if self.verbatim {
+            out.extend_from_slice(self.line.as_bytes());
+            return;
+        }
+        out.push(b'{');
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_str(out, self.text(&f.key));
+            out.push(b':');
+            match self.value_ref(&f.value) {
+                FieldRef::Json(raw) => out.extend_from_slice(raw.as_bytes()),
+                FieldRef::Text(s) => write_json_str(out, s),
+                FieldRef::Owned(v) => {
+                    serde_json::to_writer(&mut *out, v).expect("writing JSON to a Vec")
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Rough heap size, for byte-based batch limits.
+    pub fn size_hint(&self) -> usize {
+        self.line.len() + self.fields.len() * std::mem::size_of::<Field>() + 48
+    }
+}
+
+impl<'a> FieldRef<'a> {
+    pub fn as_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            FieldRef::Text(s) => Some(Cow::Borrowed(s)),
+            FieldRef::Json(raw) => json_scalar_text(raw),
+            FieldRef::Owned(v) => match v {
+                serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+                serde_json::Value::Number(n) => Some(Cow::Owned(n.to_string())),
+                serde_json::Value::Bool(b) => {
+                    Some(Cow::Borrowed(if *b { "true" } else { "false" }))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            FieldRef::Owned(serde_json::Value::Number(n)) => n.as_f64(),
+            FieldRef::Json(raw) if !raw.starts_with('"') => raw.parse().ok(),
+            other => other.as_text()?.trim().parse().ok(),
+        }
+    }
+
+    /// Whether the value is JSON `null`.
+    pub fn is_null(self) -> bool {
+        matches!(
+            self,
+            FieldRef::Json("null") | FieldRef::Owned(serde_json::Value::Null)
+        )
+    }
+}
+
+fn json_scalar_text(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first()? {
+        b'"' => {
+            let inner = &raw[1..raw.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(inner))
+            }
+        }
+        b'{' | b'[' | b'n' => None,
+        _ => Some(Cow::Borrowed(raw)),
+    }
+}
+
+/// Writes `s` as a JSON string literal. Non-ASCII text is kept as is.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Events moving together between components, with the acknowledgement that
+/// fires once every sink has accepted them (or dropped them on purpose).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub ack: Option<Arc<AckNotifier>>,
+}
+
+/// What travels through the topology's channels: one batch shared by all the
+/// components downstream of a fan-out.
+pub type SharedBatch = Arc<Batch>;
+
+/// The byte range type used by decoders to build spans.
+pub fn span(r: Range<usize>) -> (u32, u32) {
+    (r.start as u32, r.end as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_event(line: &str) -> Event {
+        crate::decode::json::decode_object(line.to_string(), 0).expect("valid object")
+    }
+
+    #[test]
+    fn unchanged_event_is_written_as_read() {
+        let line = r#"{"message":"用户会话开始","n":1, "nested":{"a":[1,2]}}"#;
+        let e = json_event(line);
+        let mut out = Vec::new();
+        e.write_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), line);
+    }
+
+    #[test]
+    fn fields_read_without_copies_and_unescape_on_demand() {
+        let e = json_event(r#"{"a":"x\"y","b":2.5,"c":true,"d":null,"e":{"f":1}}"#);
+        assert_eq!(e.get_text("a").as_deref(), Some("x\"y"));
+        assert_eq!(e.get_f64("b"), Some(2.5));
+        assert_eq!(e.get_text("c").as_deref(), Some("true"));
+        assert!(e.get("d").unwrap().is_null());
+        assert_eq!(e.get_text("e"), None);
+        assert_eq!(e.get("e"), Some(FieldRef::Json(r#"{"f":1}"#)));
+        assert_eq!(e.get("zz"), None);
+    }
+
+    #[test]
+    fn edits_re_encode_the_fields() {
+        let mut e = json_event(r#"{"a":1,"b":"two"}"#);
+        e.insert("c", serde_json::json!("new\nline"));
+        assert!(e.remove("a"));
+        let mut out = Vec::new();
+        e.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"b":"two","c":"new\nline"}));
+    }
+
+    #[test]
+    fn text_events_escape_control_characters() {
+        let e = Event::from_text("tab\there \"q\" \u{1}".into(), 0);
+        let mut out = Vec::new();
+        e.write_json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["message"], "tab\there \"q\" \u{1}");
+    }
+}

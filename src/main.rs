@@ -1,0 +1,87 @@
+//! The `weir` command line. Parsing only; the work is in `weir::commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use weir::commands::{self, RunArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A structured-log shipper: tail, parse, measure, alert, forward."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (the embedded feynman.yaml when no file is given).
+    Run {
+        /// Pipeline YAML file.
+        pipeline: Option<PathBuf>,
+        /// Read what is there to the end, deliver it, and exit (replay / backfill).
+        #[arg(long)]
+        once: bool,
+        /// Write the final Prometheus exposition here when the run ends
+        /// (node_exporter textfile-collector format).
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
+    },
+    /// Check pipeline files; exit 2 with file:line:column on any problem.
+    Validate {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Write synthetic logs in the Feynman app's format (fixtures, benchmarks).
+    Generate {
+        /// Number of lines.
+        #[arg(long, default_value_t = 1000)]
+        lines: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only valid JSON lines (no uvicorn text, no truncated lines).
+        #[arg(long)]
+        clean: bool,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(commands::EXIT_CONFIG),
+            };
+        }
+    };
+    commands::init_logging();
+    match cli.command {
+        Command::Run {
+            pipeline,
+            once,
+            metrics_file,
+        } => commands::run(RunArgs {
+            pipeline,
+            once,
+            metrics_file,
+        }),
+        Command::Validate { pipelines } => commands::validate(&pipelines),
+        Command::Generate {
+            lines,
+            seed,
+            clean,
+            output,
+        } => commands::generate(lines, seed, !clean, output.as_deref()),
+    }
+}

@@ -1,0 +1,109 @@
+//! The `stdin` source: lines piped into weir (`app 2>&1 | weir run …`).
+//!
+//! A helper thread does the blocking reads, so that the source itself can
+//! notice a shutdown while the writer is silent. Standard input has no
+//! checkpoints: what was read before a crash is not read again. The source
+//! ends at end of input.
+
+use std::io::{IsTerminal, Read};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::lines::{Framer, Oversize};
+use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
+use crate::config::units::ByteSize;
+use crate::decode::DecodeConfig;
+use crate::decode::timestamp::now_nanos;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinConfig {
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+    #[serde(default)]
+    pub oversize: Oversize,
+}
+
+fn default_max_line() -> ByteSize {
+    ByteSize(DEFAULT_MAX_LINE_BYTES)
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Runs the source on the calling thread until end of input or shutdown.
+pub fn run(cfg: StdinConfig, ctx: SourceContext) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    if ctx.once && stdin.is_terminal() {
+        tracing::info!(source = %ctx.name, "standard input is a terminal; nothing to replay from it in --once mode");
+        return Ok(());
+    }
+    run_reader(cfg, ctx, stdin)
+}
+
+/// Runs the source over any reader (tests use this).
+pub fn run_reader<R: Read + Send + 'static>(
+    cfg: StdinConfig,
+    ctx: SourceContext,
+    mut input: R,
+) -> Result<(), String> {
+    let mut lines = LineDecoder::new(&cfg.decode, &ctx)?;
+    let mut framer = Framer::new(cfg.max_line_bytes.0 as usize, cfg.oversize, 0);
+
+    // Small bound: the reader stays at most two chunks ahead.
+    let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(2);
+    std::thread::Builder::new()
+        .name(format!("{}-read", ctx.name))
+        .spawn(move || {
+            loop {
+                let mut buf = vec![0; READ_CHUNK];
+                let r = match input.read(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let end = !matches!(&r, Ok(b) if !b.is_empty());
+                if tx.send(r).is_err() || end {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the stdin reader: {e}"))?;
+
+    let mut events = Vec::new();
+    loop {
+        if ctx.shutdown.is_triggered() {
+            break;
+        }
+        let chunk = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(chunk)) => chunk,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Ok(Err(e)) => {
+                tracing::error!(source = %ctx.name, error = %e, "reading standard input failed; the source stops");
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let end = chunk.is_empty();
+        framer.push(&chunk);
+        let now = now_nanos();
+        while let Some(line) = framer.next_line() {
+            lines.push(line, now, &mut events);
+        }
+        if end && let Some(line) = framer.take_partial() {
+            lines.push(line, now, &mut events);
+        }
+        lines.publish(&mut framer.counts);
+        if flush(&ctx.output, &mut events, None).is_err() || end {
+            break;
+        }
+    }
+    lines.publish(&mut framer.counts);
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! weir's own metrics: what it read, dropped, decoded and delivered.
+//!
+//! Components register their counters once, when the topology is built, and
+//! then bump plain atomics — a handful per batch, never per field. Label values
+//! here come from the pipeline (component names) and from fixed reason words,
+//! never from log data; metrics derived from log data live in their own store.
+//!
+//! The registry renders the Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A monotonically increasing count.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Clone, Default)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+    pub fn add(&self, v: i64) {
+        self.0.fetch_add(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    kind: &'static str,
+    series: Vec<(Vec<(String, String)>, Cell)>,
+}
+
+/// The set of self-metrics of one running pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    families: Arc<Mutex<Vec<Family>>>,
+}
+
+impl Registry {
+    /// The counter `name{labels}`, created on first use.
+    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
+        match self.cell(name, help, "counter", labels, || {
+            Cell::Counter(Counter::default())
+        }) {
+            Cell::Counter(c) => c,
+            Cell::Gauge(_) => panic!("{name} is registered as a gauge"),
+        }
+    }
+
+    /// The gauge `name{labels}`, created on first use.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
+        match self.cell(
+            name,
+            help,
+            "gauge",
+            labels,
+            || Cell::Gauge(Gauge::default()),
+        ) {
+            Cell::Gauge(g) => g,
+            Cell::Counter(_) => panic!("{name} is registered as a counter"),
+        }
+    }
+
+    fn cell(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+        make: impl FnOnce() -> Cell,
+    ) -> Cell {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut families = self.families.lock().expect("registry lock");
+        let idx = match families.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                families.push(Family {
+                    name: name.to_string(),
+                    help: help.to_string(),
+                    kind,
+                    series: Vec::new(),
+                });
+                families.len() - 1
+            }
+        };
+        let fam = &mut families[idx];
+        if let Some((_, cell)) = fam.series.iter().find(|(l, _)| *l == labels) {
+            return cell.clone();
+        }
+        let cell = make();
+        fam.series.push((labels, cell.clone()));
+        cell
+    }
+
+    /// Current value of a counter or gauge, for tests and summaries.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        let families = self.families.lock().expect("registry lock");
+        let fam = families.iter().find(|f| f.name == name)?;
+        fam.series
+            .iter()
+            .find(|(l, _)| {
+                l.len() == labels.len()
+                    && l.iter()
+                        .zip(labels)
+                        .all(|((a, b), (c, d))| a == c && b == d)
+            })
+            .map(|(_, cell)| match cell {
+                Cell::Counter(c) => c.get() as i64,
+                Cell::Gauge(g) => g.get(),
+            })
+    }
+
+    /// Appends the text exposition of every family to `out`.
+    pub fn render(&self, out: &mut String) {
+        let families = self.families.lock().expect("registry lock");
+        for fam in families.iter() {
+            let _ = writeln!(out, "# HELP {} {}", fam.name, escape_help(&fam.help));
+            let _ = writeln!(out, "# TYPE {} {}", fam.name, fam.kind);
+            for (labels, cell) in &fam.series {
+                out.push_str(&fam.name);
+                write_labels(out, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let _ = match cell {
+                    Cell::Counter(c) => writeln!(out, " {}", c.get()),
+                    Cell::Gauge(g) => writeln!(out, " {}", g.get()),
+                };
+            }
+        }
+    }
+}
+
+/// Writes `{a="x",b="y"}` (nothing for an empty set) with values escaped.
+pub fn write_labels<'a>(out: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut first = true;
+    for (k, v) in labels {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_with_escaped_labels() {
+        let r = Registry::default();
+        let c = r.counter("weir_x_total", "X things.", &[("source", "a\"b")]);
+        c.add(3);
+        r.counter("weir_x_total", "X things.", &[("source", "a\"b")])
+            .inc();
+        r.gauge("weir_open", "Open.", &[]).set(-2);
+        let mut out = String::new();
+        r.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP weir_x_total X things.\n# TYPE weir_x_total counter\nweir_x_total{source=\"a\\\"b\"} 4\n\
+             # HELP weir_open Open.\n# TYPE weir_open gauge\nweir_open -2\n"
+        );
+    }
+}
