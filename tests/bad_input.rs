@@ -1,0 +1,199 @@
+//! Bad input never stops weir: each case shows what the user sees and that
+//! the line is counted (and kept, where that makes sense).
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+/// Runs the shipped pipeline once over the scratch logs dir.
+fn replay(s: &Scratch) -> (i32, String, String) {
+    let feynman = repo().join("pipelines/feynman.yaml");
+    let out = s
+        .weir(&[
+            "run",
+            feynman.to_str().unwrap(),
+            "--once",
+            "--metrics-file",
+            "m.prom",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let prom = std::fs::read_to_string(s.path("m.prom")).unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        prom,
+    )
+}
+
+fn json_lines(s: &Scratch) -> Vec<serde_json::Value> {
+    s.output_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn empty_file() {
+    let s = Scratch::new();
+    s.write("logs/empty.log", "");
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(s.output_lines().is_empty());
+    assert_eq!(
+        metric(&prom, r#"weir_lines_read_total{source="app_logs"}"#),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_10_mb_line_is_truncated_marked_and_counted() {
+    let s = Scratch::new();
+    let mut big = String::from("{\"message\": \"");
+    big.push_str(&"x".repeat(10 << 20));
+    big.push_str("\"}\n{\"after\": 1}\n");
+    s.write("logs/big.log", &big);
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    let out = json_lines(&s);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["weir_truncated"], true);
+    assert_eq!(
+        out[0]["message"].as_str().unwrap().len(),
+        1 << 20,
+        "cut at max_line_bytes"
+    );
+    assert!(
+        out[0]["weir_decode_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    assert_eq!(out[1]["after"], 1, "the next line is intact");
+    assert_eq!(
+        metric(&prom, r#"weir_lines_truncated_total{source="app_logs"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn an_oversized_line_can_be_dropped_instead() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "drop.yaml",
+        "api: {enabled: false}\nsources:\n  in: {type: stdin, max_line_bytes: 1KiB, oversize: drop}\nsinks:\n  out: {type: file, inputs: [in], path: data/out/x.ndjson}\n",
+    );
+    let mut input = format!("{{\"big\": \"{}\"}}\n", "y".repeat(5000));
+    input.push_str("{\"small\": true}\n");
+    let out = s
+        .weir(&["run", &p, "--once", "--metrics-file", "m.prom"])
+        .stdin(std::fs::File::open(s.write("in.txt", input)).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(s.output_lines(), ["{\"small\": true}"]);
+    let prom = read(&s.path("m.prom"));
+    assert_eq!(
+        metric(
+            &prom,
+            r#"weir_lines_dropped_total{source="in",reason="too_long"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_counted() {
+    let s = Scratch::new();
+    s.write(
+        "logs/bytes.log",
+        b"{\"message\": \"caf\xe9 \xff\"}\n{\"ok\": \"\xe4\xb8\xad\"}\n",
+    );
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    let out = json_lines(&s);
+    assert_eq!(out[0]["message"], "caf\u{fffd} \u{fffd}");
+    assert_eq!(out[1]["ok"], "中");
+    assert_eq!(
+        metric(&prom, r#"weir_invalid_utf8_lines_total{source="app_logs"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn json_that_is_not_an_object_is_kept_and_marked() {
+    let s = Scratch::new();
+    s.write(
+        "logs/odd.log",
+        "null\n[1,2]\n\"text\"\n{\"fine\": 1}\n\n   \n",
+    );
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    let out = json_lines(&s);
+    assert_eq!(
+        out.len(),
+        4,
+        "blank lines are skipped, the rest kept: {out:?}"
+    );
+    assert_eq!(out[0]["message"], "null");
+    assert_eq!(
+        out[0]["weir_decode_error"],
+        "expected a JSON object, found null"
+    );
+    assert_eq!(
+        out[1]["weir_decode_error"],
+        "expected a JSON object, found array"
+    );
+    assert_eq!(out[3]["fine"], 1);
+    assert_eq!(
+        metric(
+            &prom,
+            r#"weir_decode_errors_total{source="app_logs",reason="not_an_object"}"#
+        ),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn unreadable_files_are_reported_and_skipped() {
+    let s = Scratch::new();
+    s.write("logs/good.log", "{\"n\": 1}\n");
+    std::os::unix::fs::symlink(s.path("nowhere"), s.path("logs/dangling.log")).unwrap();
+    std::fs::create_dir(s.path("logs/dir.log")).unwrap();
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("cannot read file; skipping it"), "{stderr}");
+    assert!(stderr.contains("dangling.log"), "{stderr}");
+    assert_eq!(s.output_lines(), ["{\"n\": 1}"]);
+    assert_eq!(
+        metric(&prom, r#"weir_file_errors_total{source="app_logs"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_glob_that_matches_nothing_is_a_warning() {
+    let s = Scratch::new();
+    let (code, stderr, _) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("no files match the include globs yet"),
+        "{stderr}"
+    );
+    let missing_dir = s
+        .weir(&[
+            "run",
+            repo().join("pipelines/feynman.yaml").to_str().unwrap(),
+            "--once",
+        ])
+        .env("WEIR_LOGS_DIR", s.path("does/not/exist"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(missing_dir.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("cannot list directory"));
+}
