@@ -29,6 +29,7 @@ use crate::config::units::{ByteSize, Dur};
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
 use crate::telemetry::{Counter, Gauge};
+use crate::topology::fanout::Closed;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -238,11 +239,31 @@ struct FileMetrics {
     errors: Counter,
 }
 
+/// The state of one running file source.
+struct Tailer {
+    cfg: FileConfig,
+    ctx: SourceContext,
+    globs: Globs,
+    lines: LineDecoder,
+    metrics: FileMetrics,
+    ack_tx: mpsc::Sender<crate::ack::AckToken>,
+    tracker: AckTracker,
+    files: Vec<Tailed>,
+    next_stream: StreamId,
+    /// Problems already reported, so each is logged once.
+    warned: HashSet<String>,
+    first_scan: bool,
+    events: Vec<crate::event::Event>,
+}
+
+/// Reads per file per round, so that one busy file cannot starve the others.
+const READS_PER_ROUND: usize = 8;
+
 /// Runs the source on the calling thread until shutdown (or, with `--once`,
 /// until every file found at startup has been read to its end).
 pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
     let globs = Globs::new(&cfg.include, &cfg.exclude).map_err(|e| e.message)?;
-    let mut lines = LineDecoder::new(&cfg.decode, &ctx)?;
+    let lines = LineDecoder::new(&cfg.decode, &ctx)?;
     let src = [("source", ctx.name.as_str())];
     let metrics = FileMetrics {
         open: ctx
@@ -260,204 +281,241 @@ pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
         ),
     };
     let (ack_tx, ack_rx) = mpsc::channel();
-    let mut tracker = AckTracker::default();
-    let mut files: Vec<Tailed> = Vec::new();
-    let mut next_stream: StreamId = 0;
-    let mut warned: HashSet<String> = HashSet::new();
-    let mut first_scan = true;
+    let mut t = Tailer {
+        cfg,
+        ctx,
+        globs,
+        lines,
+        metrics,
+        ack_tx,
+        tracker: AckTracker::default(),
+        files: Vec::new(),
+        next_stream: 0,
+        warned: HashSet::new(),
+        first_scan: true,
+        events: Vec::new(),
+    };
     let mut next_scan = Instant::now();
-    let mut events = Vec::new();
-
-    loop {
-        if ctx.shutdown.is_triggered() {
-            break;
-        }
+    while !t.ctx.shutdown.is_triggered() {
         while let Ok(token) = ack_rx.try_recv() {
-            tracker.acked(token);
+            t.tracker.acked(token);
         }
-
-        if (first_scan || !ctx.once) && Instant::now() >= next_scan {
-            let (paths, errors) = globs.discover();
-            for (dir, e) in errors {
-                if warned.insert(format!("dir:{}", dir.display())) {
-                    tracing::warn!(source = %ctx.name, dir = %dir.display(), error = %e, "cannot list directory; will keep looking");
-                }
-            }
-            if paths.is_empty() && warned.insert("no-match".into()) {
-                tracing::warn!(source = %ctx.name, include = ?cfg.include, "no files match the include globs yet; will keep looking every {:?}", cfg.glob_interval.0);
-            }
-            let seen: HashSet<&PathBuf> = paths.iter().collect();
-            for t in files.iter_mut() {
-                if !seen.contains(&t.path) {
-                    t.released_path = true;
-                }
-            }
-            for path in &paths {
-                let meta = match std::fs::metadata(path) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        if warned.insert(format!("open:{}", path.display())) {
-                            metrics.errors.inc();
-                            tracing::warn!(source = %ctx.name, path = %path.display(), error = %e, "cannot read file; skipping it");
-                        }
-                        continue;
-                    }
-                };
-                if !meta.is_file() {
-                    continue;
-                }
-                let identity = (meta.dev(), meta.ino());
-                if let Some(t) = files.iter_mut().find(|t| t.identity == identity) {
-                    // Same file, maybe under a new name (renamed by rotation).
-                    if t.path != *path && !t.released_path {
-                        continue;
-                    }
-                    t.path = path.clone();
-                    t.released_path = false;
-                    continue;
-                }
-                for t in files.iter_mut().filter(|t| t.path == *path) {
-                    // The path now leads to a new file: the old one was rotated away.
-                    t.released_path = true;
-                }
-                let mut file = match File::open(path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        if warned.insert(format!("open:{}", path.display())) {
-                            metrics.errors.inc();
-                            tracing::warn!(source = %ctx.name, path = %path.display(), error = %e, "cannot open file; skipping it");
-                        }
-                        continue;
-                    }
-                };
-                let start = if first_scan && cfg.read_from == ReadFrom::End {
-                    meta.len()
-                } else {
-                    0
-                };
-                if start > 0
-                    && let Err(e) = file.seek(SeekFrom::Start(start))
-                {
-                    tracing::warn!(source = %ctx.name, path = %path.display(), error = %e, "cannot seek; reading from the start");
-                }
-                let stream = next_stream;
-                next_stream += 1;
-                tracker.open(stream, start);
-                tracing::info!(source = %ctx.name, path = %path.display(), offset = start, "following file");
-                files.push(Tailed {
-                    path: path.clone(),
-                    file,
-                    identity,
-                    stream,
-                    framer: Framer::new(cfg.max_line_bytes.0 as usize, cfg.oversize, start),
-                    last_sent: start,
-                    last_data: Instant::now(),
-                    at_eof: false,
-                    released_path: false,
-                });
-            }
-            metrics.open.set(files.len() as i64);
-            first_scan = false;
-            next_scan = Instant::now() + cfg.glob_interval.0;
+        if (t.first_scan || !t.ctx.once) && Instant::now() >= next_scan {
+            t.scan();
+            next_scan = Instant::now() + t.cfg.glob_interval.0;
         }
-
         let mut progressed = false;
-        let mut stopped = false;
-        for t in files.iter_mut() {
-            let now = now_nanos();
-            let mut budget = 8;
-            loop {
-                match t.framer.fill(&mut t.file) {
-                    Ok(0) => {
-                        t.at_eof = true;
-                        break;
-                    }
-                    Ok(_) => {
-                        t.at_eof = false;
-                        t.last_data = Instant::now();
-                        progressed = true;
-                    }
-                    Err(e) => {
-                        if warned.insert(format!("read:{}", t.path.display())) {
-                            metrics.errors.inc();
-                            tracing::warn!(source = %ctx.name, path = %t.path.display(), error = %e, "read failed; releasing the file");
-                        }
-                        t.at_eof = true;
-                        t.released_path = true;
-                        break;
-                    }
-                }
-                while let Some(line) = t.framer.next_line() {
-                    lines.push(line, now, &mut events);
-                }
-                budget -= 1;
-                if budget == 0 {
-                    break;
-                }
+        for i in 0..t.files.len() {
+            match t.read_file(i) {
+                Ok(p) => progressed |= p,
+                Err(Closed) => return Ok(()),
             }
-            if t.at_eof {
-                if let Ok(meta) = t.file.metadata()
-                    && meta.len() < t.framer.read_offset()
-                {
-                    metrics.truncations.inc();
-                    tracing::warn!(source = %ctx.name, path = %t.path.display(), size = meta.len(), offset = t.framer.read_offset(), "file was truncated; reading it again from the start");
-                    let _ = t.file.seek(SeekFrom::Start(0));
-                    t.framer.reset(0);
-                    t.last_sent = 0;
-                    tracker.close(t.stream);
-                    t.stream = next_stream;
-                    next_stream += 1;
-                    tracker.open(t.stream, 0);
-                    progressed = true;
-                    continue;
-                }
-                let timed_out = t.last_data.elapsed() >= cfg.line_timeout.0;
-                if (ctx.once || t.released_path || timed_out)
-                    && let Some(line) = t.framer.take_partial()
-                {
-                    lines.push(line, now, &mut events);
-                }
-            }
-            // Lines that produced no event (blank, dropped) still move the
-            // offset, so they are acknowledged like the others.
-            let end = t.framer.offset();
-            if !events.is_empty() || end > t.last_sent {
-                t.last_sent = end;
-                let token = tracker.sent(t.stream, end);
-                let ack = Arc::new(AckNotifier::new(token, ack_tx.clone()));
-                lines.publish(&mut t.framer.counts);
-                if flush(&ctx.output, &mut events, Some(ack)).is_err() {
-                    stopped = true;
-                    break;
-                }
-            }
-            lines.publish(&mut t.framer.counts);
         }
-        if stopped {
-            break;
-        }
-
-        let before = files.len();
-        files.retain(|t| {
-            let done = t.released_path && t.at_eof && t.framer.pending() == 0;
-            if done {
-                tracing::info!(source = %ctx.name, path = %t.path.display(), "released file");
-            }
-            !done
-        });
-        if files.len() != before {
-            metrics.open.set(files.len() as i64);
-        }
-
-        if ctx.once && !first_scan && files.iter().all(|t| t.at_eof) {
+        t.release_finished();
+        if t.ctx.once && t.files.iter().all(|f| f.at_eof) {
             break;
         }
         if !progressed {
-            std::thread::sleep(cfg.poll_interval.0.min(Duration::from_millis(250)));
+            std::thread::sleep(t.cfg.poll_interval.0.min(Duration::from_millis(250)));
         }
     }
-    metrics.open.set(0);
+    t.metrics.open.set(0);
     Ok(())
+}
+
+impl Tailer {
+    fn warn_once(&mut self, key: String) -> bool {
+        self.warned.insert(key)
+    }
+
+    /// Looks for new files, and for paths that now lead elsewhere.
+    fn scan(&mut self) {
+        let name = self.ctx.name.clone();
+        let (paths, errors) = self.globs.discover();
+        for (dir, e) in errors {
+            if self.warn_once(format!("dir:{}", dir.display())) {
+                tracing::warn!(source = %name, dir = %dir.display(), error = %e, "cannot list directory; will keep looking");
+            }
+        }
+        if paths.is_empty() && self.warn_once("no-match".into()) {
+            tracing::warn!(source = %name, include = ?self.cfg.include, "no files match the include globs yet; will keep looking every {:?}", self.cfg.glob_interval.0);
+        }
+        let seen: HashSet<&PathBuf> = paths.iter().collect();
+        for f in self.files.iter_mut() {
+            if !seen.contains(&f.path) {
+                f.released_path = true;
+            }
+        }
+        for path in &paths {
+            let meta = match std::fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    if self.warn_once(format!("open:{}", path.display())) {
+                        self.metrics.errors.inc();
+                        tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot read file; skipping it");
+                    }
+                    continue;
+                }
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let identity = (meta.dev(), meta.ino());
+            if let Some(f) = self.files.iter_mut().find(|f| f.identity == identity) {
+                // The same file, maybe under a new name (renamed by rotation).
+                if f.path != *path && !f.released_path {
+                    continue;
+                }
+                f.path = path.clone();
+                f.released_path = false;
+                continue;
+            }
+            for f in self.files.iter_mut().filter(|f| f.path == *path) {
+                // The path now leads to a new file: the old one was rotated away.
+                f.released_path = true;
+            }
+            let mut file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => {
+                    if self.warn_once(format!("open:{}", path.display())) {
+                        self.metrics.errors.inc();
+                        tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot open file; skipping it");
+                    }
+                    continue;
+                }
+            };
+            let mut start = if self.first_scan && self.cfg.read_from == ReadFrom::End {
+                meta.len()
+            } else {
+                0
+            };
+            if start > 0
+                && let Err(e) = file.seek(SeekFrom::Start(start))
+            {
+                tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot seek; reading from the start");
+                start = 0;
+            }
+            let stream = self.next_stream;
+            self.next_stream += 1;
+            self.tracker.open(stream, start);
+            tracing::info!(source = %name, path = %path.display(), offset = start, "following file");
+            self.files.push(Tailed {
+                path: path.clone(),
+                file,
+                identity,
+                stream,
+                framer: Framer::new(self.cfg.max_line_bytes.0 as usize, self.cfg.oversize, start),
+                last_sent: start,
+                last_data: Instant::now(),
+                at_eof: false,
+                released_path: false,
+            });
+        }
+        self.metrics.open.set(self.files.len() as i64);
+        self.first_scan = false;
+    }
+
+    /// Reads what file `i` has, a batch per read; returns whether it had data.
+    fn read_file(&mut self, i: usize) -> Result<bool, Closed> {
+        let mut progressed = false;
+        for _ in 0..READS_PER_ROUND {
+            let f = &mut self.files[i];
+            match f.framer.fill(&mut f.file) {
+                Ok(0) => f.at_eof = true,
+                Ok(_) => {
+                    f.at_eof = false;
+                    f.last_data = Instant::now();
+                    progressed = true;
+                }
+                Err(e) => {
+                    let (path, name) = (f.path.display().to_string(), self.ctx.name.clone());
+                    f.at_eof = true;
+                    f.released_path = true;
+                    if self.warn_once(format!("read:{path}")) {
+                        self.metrics.errors.inc();
+                        tracing::warn!(source = %name, path, error = %e, "read failed; releasing the file");
+                    }
+                }
+            }
+            let f = &mut self.files[i];
+            if f.at_eof && self.truncated(i) {
+                progressed = true;
+                continue;
+            }
+            let f = &mut self.files[i];
+            let now = now_nanos();
+            while let Some(line) = f.framer.next_line() {
+                self.lines.push(line, now, &mut self.events);
+            }
+            let timed_out = f.last_data.elapsed() >= self.cfg.line_timeout.0;
+            if f.at_eof
+                && (self.ctx.once || f.released_path || timed_out)
+                && let Some(line) = f.framer.take_partial()
+            {
+                self.lines.push(line, now, &mut self.events);
+            }
+            self.send(i)?;
+            if self.files[i].at_eof {
+                break;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Checks whether file `i` shrank below what was read; if so, starts over.
+    fn truncated(&mut self, i: usize) -> bool {
+        let f = &mut self.files[i];
+        let Ok(meta) = f.file.metadata() else {
+            return false;
+        };
+        if meta.len() >= f.framer.read_offset() {
+            return false;
+        }
+        self.metrics.truncations.inc();
+        tracing::warn!(source = %self.ctx.name, path = %f.path.display(), size = meta.len(), offset = f.framer.read_offset(), "file was truncated; reading it again from the start");
+        let _ = f.file.seek(SeekFrom::Start(0));
+        f.framer.reset(0);
+        f.last_sent = 0;
+        f.at_eof = false;
+        // The bytes now at these offsets are new ones: a new stream.
+        self.tracker.close(f.stream);
+        f.stream = self.next_stream;
+        self.next_stream += 1;
+        self.tracker.open(f.stream, 0);
+        true
+    }
+
+    /// Sends the decoded events of file `i` with an acknowledgement up to
+    /// its current offset. Lines that produced no event (blank, dropped)
+    /// still move the offset, so they are acknowledged like the others.
+    fn send(&mut self, i: usize) -> Result<(), Closed> {
+        let f = &mut self.files[i];
+        let end = f.framer.offset();
+        self.lines.publish(&mut f.framer.counts);
+        if self.events.is_empty() && end <= f.last_sent {
+            return Ok(());
+        }
+        f.last_sent = end;
+        let token = self.tracker.sent(f.stream, end);
+        let ack = Arc::new(AckNotifier::new(token, self.ack_tx.clone()));
+        flush(&self.ctx.output, &mut self.events, Some(ack))
+    }
+
+    /// Closes files that were rotated away or deleted and are read to the end.
+    fn release_finished(&mut self) {
+        let before = self.files.len();
+        let name = &self.ctx.name;
+        self.files.retain(|f| {
+            let done = f.released_path && f.at_eof && f.framer.pending() == 0;
+            if done {
+                tracing::info!(source = %name, path = %f.path.display(), "released file");
+            }
+            !done
+        });
+        if self.files.len() != before {
+            self.metrics.open.set(self.files.len() as i64);
+        }
+    }
 }
 
 #[cfg(test)]
