@@ -142,6 +142,20 @@ impl Registry {
             })
     }
 
+    /// The sum of a family's series (0 if it does not exist).
+    pub fn sum(&self, name: &str) -> i64 {
+        let families = self.families.lock().expect("registry lock");
+        families
+            .iter()
+            .filter(|f| f.name == name)
+            .flat_map(|f| f.series.iter())
+            .map(|(_, cell)| match cell {
+                Cell::Counter(c) => c.get() as i64,
+                Cell::Gauge(g) => g.get(),
+            })
+            .sum()
+    }
+
     /// Appends the text exposition of every family to `out`.
     pub fn render(&self, out: &mut String) {
         let families = self.families.lock().expect("registry lock");

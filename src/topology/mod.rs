@@ -142,6 +142,7 @@ pub async fn run(
     drop(done_tx);
     drop(outputs);
     on_started();
+    let progress = once.then(|| tokio::spawn(report_progress(registry.clone())));
 
     let mut failure = None;
     while running > 0 {
@@ -181,9 +182,31 @@ pub async fn run(
         _ = drain => true,
         _ = deadline => false,
     };
+    if let Some(p) = progress {
+        p.abort();
+    }
     match (failure, drained) {
         (Some(f), _) => Outcome::Failed(f),
         (None, true) => Outcome::Drained,
         (None, false) => Outcome::GraceExpired,
+    }
+}
+
+/// A progress line every 10 s during `--once` replays, which can be long.
+async fn report_progress(registry: Registry) {
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let lines = registry.sum("weir_lines_read_total");
+        let bytes = registry.sum("weir_bytes_read_total");
+        let out = registry.sum("weir_events_out_total");
+        let secs = start.elapsed().as_secs_f64();
+        tracing::info!(
+            "replay: {lines} lines read ({:.1} MB, {:.0} lines/s), {out} events delivered",
+            bytes as f64 / 1e6,
+            lines as f64 / secs
+        );
     }
 }
