@@ -1,1 +1,585 @@
-fn main() {}
+//! End-to-end throughput of `weir run --once` against an in-process parsing floor.
+//!
+//! What it measures, all in one process run so that the ratios are comparable even
+//! on a noisy shared machine:
+//!
+//! - **(a) floor**: this process reads the input with a 256 KiB `BufReader`, line by
+//!   line, and parses every line with `serde_json::from_slice::<serde_json::Value>`.
+//!   That is roughly the least work any JSON log shipper has to do per line.
+//! - **(b) stdin → file**: `weir run PIPELINE --once` as a child process with the input
+//!   on its standard input, a `stdin` source (`decode: {codec: json}`) and a `file`
+//!   sink; afterwards the output files must hold exactly as many lines as the input.
+//! - **(c) stdin → blackhole**: the same with a `blackhole` sink.
+//! - **(d) file → blackhole**: a `file` source (`read_from: beginning`) instead of stdin.
+//!
+//! Every weir run gets a fresh temporary `data_dir` (so no checkpoints carry over),
+//! `api.enabled: false`, and `--metrics-file`; the run must exit 0 and its
+//! `weir_events_out_total` must equal the number of input lines, or the benchmark
+//! stops with an error. CPU time and peak RSS of a child come from `wait4(2)`, so
+//! they are the child's own; the floor's CPU comes from `getrusage(RUSAGE_SELF)` deltas
+//! and its RSS from this process's `VmHWM`, reset just before the floor starts.
+//!
+//! Run it with `cargo bench --bench pipeline`. Environment variables:
+//!
+//! - `WEIR_BENCH_LINES` — lines to generate (default 2_500_000, about 1 GB).
+//! - `WEIR_BENCH_FILE` — input file to reuse if it exists; if it does not exist, it
+//!   is generated there (and kept). Without it, the input lives in a temporary
+//!   directory that is removed at the end.
+//! - `WEIR_BENCH_REPEAT` — runs per case (default 1); the best wall time is reported,
+//!   with the CPU time and RSS of that same run.
+//! - `WEIR_BENCH_STRICT=1` — exit non-zero when a target is missed (otherwise the exit
+//!   code is 0 whatever the verdicts; errors such as a failed run always exit 1).
+//!
+//! Reading the table: `thr/floor` is the case's wall-clock lines/s divided by the
+//! floor's lines/s — above 1.0 means weir moves lines end to end faster than a single
+//! thread can merely parse them (weir may use more than one core to do it).
+//! `CPU/floor` is the case's user+sys CPU seconds divided by the floor's — the total
+//! work per line relative to the floor, whatever the parallelism; 1.0 means weir
+//! spends exactly a parse's worth of CPU per line. MB/s counts input bytes, 10^6 per MB.
+//!
+//! Targets: (c) lines/s ≥ floor lines/s; peak RSS of (b) and (c) < 32 MiB.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use weir::workload::{Workload, WorkloadOptions};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+const DEFAULT_LINES: u64 = 2_500_000;
+const RSS_TARGET_MIB: f64 = 32.0;
+
+type Res<T> = Result<T, String>;
+
+/// One measured run.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    wall: Duration,
+    cpu: Duration,
+    maxrss_kib: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Stdin,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkKind {
+    File,
+    Blackhole,
+}
+
+struct Case {
+    label: &'static str,
+    source: Source,
+    sink: SinkKind,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        label: "(b) weir stdin -> file",
+        source: Source::Stdin,
+        sink: SinkKind::File,
+    },
+    Case {
+        label: "(c) weir stdin -> blackhole",
+        source: Source::Stdin,
+        sink: SinkKind::Blackhole,
+    },
+    Case {
+        label: "(d) weir file -> blackhole",
+        source: Source::File,
+        sink: SinkKind::Blackhole,
+    },
+];
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("pipeline bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> Res<u64> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .map_err(|e| format!("{name}={v:?}: {e}")),
+        _ => Ok(default),
+    }
+}
+
+/// Runs everything; `Ok(false)` when a target is missed and strict mode is on.
+fn bench() -> Res<bool> {
+    // `cargo bench` passes `--bench` (and maybe a filter); nothing to parse here.
+    let lines_wanted = env_u64("WEIR_BENCH_LINES", DEFAULT_LINES)?;
+    let repeat = env_u64("WEIR_BENCH_REPEAT", 1)?.max(1);
+    let strict = std::env::var("WEIR_BENCH_STRICT").is_ok_and(|v| v.trim() == "1");
+
+    let scratch = tempfile::Builder::new()
+        .prefix("weir-bench-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+
+    // 1. The input.
+    let (input, lines, bytes) = match std::env::var_os("WEIR_BENCH_FILE") {
+        Some(p) if Path::new(&p).is_file() => {
+            let path = PathBuf::from(p);
+            eprintln!("reusing {} (counting lines)…", path.display());
+            let (lines, bytes) = count_lines(&path)?;
+            (path, lines, bytes)
+        }
+        Some(p) => {
+            let path = PathBuf::from(p);
+            let bytes = generate(&path, lines_wanted)?;
+            (path, lines_wanted, bytes)
+        }
+        None => {
+            let path = scratch.path().join("input.ndjson");
+            let bytes = generate(&path, lines_wanted)?;
+            (path, lines_wanted, bytes)
+        }
+    };
+    if lines == 0 {
+        return Err(format!("{} holds no lines", input.display()));
+    }
+    println!(
+        "input: {} — {lines} lines, {:.1} MB, {:.0} bytes/line; weir: {WEIR}; best of {repeat}",
+        input.display(),
+        bytes as f64 / 1e6,
+        bytes as f64 / lines as f64,
+    );
+
+    // 2. (a) The floor.
+    let mut floor_best: Option<Measure> = None;
+    for i in 0..repeat {
+        eprintln!("running (a) floor [{}/{repeat}]…", i + 1);
+        let (read, ok, m) = floor(&input)?;
+        if read != lines {
+            return Err(format!("floor read {read} lines, expected {lines}"));
+        }
+        if ok != lines {
+            eprintln!("note: {} of {lines} lines are not valid JSON", lines - ok);
+        }
+        floor_best = best(floor_best, m);
+    }
+    let floor_m = floor_best.expect("repeat >= 1");
+
+    // 3–5. (b), (c), (d): weir as a child process.
+    let mut results: Vec<(&str, Measure)> = vec![("(a) floor: BufReader+serde_json", floor_m)];
+    for (n, case) in CASES.iter().enumerate() {
+        let mut case_best: Option<Measure> = None;
+        for i in 0..repeat {
+            eprintln!("running {} [{}/{repeat}]…", case.label, i + 1);
+            let dir = scratch.path().join(format!("case{n}-run{i}"));
+            let m = run_weir(case, &input, lines, &dir)?;
+            // Keep the disk tidy: 1 GB of output per run adds up.
+            let _ = std::fs::remove_dir_all(&dir);
+            case_best = best(case_best, m);
+        }
+        results.push((case.label, case_best.expect("repeat >= 1")));
+    }
+
+    // Output.
+    print_table(&results, &floor_m, lines, bytes);
+    let verdicts = verdicts(&results, &floor_m, lines);
+    let mut all_pass = true;
+    println!();
+    println!("targets:");
+    for (what, pass) in &verdicts {
+        all_pass &= *pass;
+        println!("  [{}] {what}", if *pass { "PASS" } else { "FAIL" });
+    }
+    if !all_pass && !strict {
+        println!("(some targets missed; set WEIR_BENCH_STRICT=1 to make that an error)");
+    }
+    Ok(all_pass || !strict)
+}
+
+/// Keeps the run with the shorter wall time.
+fn best(prev: Option<Measure>, m: Measure) -> Option<Measure> {
+    match prev {
+        Some(p) if p.wall <= m.wall => Some(p),
+        _ => Some(m),
+    }
+}
+
+/// Writes the workload to `path`; returns its size in bytes.
+fn generate(path: &Path, lines: u64) -> Res<u64> {
+    eprintln!("generating {lines} lines into {}…", path.display());
+    let start = Instant::now();
+    let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut w = Workload::new(WorkloadOptions {
+        seed: 42,
+        malformed: false,
+        ..Default::default()
+    });
+    let bytes = w
+        .write_lines(lines, &mut out)
+        .and_then(|b| out.flush().map(|()| b))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let t = start.elapsed().as_secs_f64();
+    println!(
+        "generated {lines} lines ({:.1} MB) in {t:.2} s ({:.0} MB/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / t
+    );
+    Ok(bytes)
+}
+
+/// Lines (newline-terminated, plus an unterminated tail) and bytes of a file.
+fn count_lines(path: &Path) -> Res<(u64, u64)> {
+    let err = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut f = File::open(path).map_err(err)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut bytes, mut last) = (0u64, 0u64, b'\n');
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        bytes += n as u64;
+        last = buf[n - 1];
+    }
+    if last != b'\n' {
+        lines += 1;
+    }
+    Ok((lines, bytes))
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+fn cpu_of(ru: &libc::rusage) -> Duration {
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn self_usage() -> libc::rusage {
+    // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    }
+}
+
+/// (a): read and parse every line in this process. Returns (lines, parsed ok, measure).
+fn floor(input: &Path) -> Res<(u64, u64, Measure)> {
+    let err = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
+    // ru_maxrss survives exec (it would show cargo's peak), so the floor's RSS is the
+    // VmHWM of this process, reset first to the current RSS ("5" = reset peak RSS).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = self_usage();
+    let start = Instant::now();
+    let mut reader = BufReader::with_capacity(256 << 10, File::open(input).map_err(err)?);
+    let mut buf = Vec::with_capacity(64 << 10);
+    let (mut lines, mut ok) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
+            break;
+        }
+        lines += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+            std::hint::black_box(&v);
+            ok += 1;
+        }
+    }
+    let wall = start.elapsed();
+    let after = self_usage();
+    Ok((
+        lines,
+        ok,
+        Measure {
+            wall,
+            cpu: cpu_of(&after).saturating_sub(cpu_of(&before)),
+            maxrss_kib: vm_hwm_kib().unwrap_or(after.ru_maxrss),
+        },
+    ))
+}
+
+/// Peak resident set of this process since exec (or the last reset), in KiB.
+fn vm_hwm_kib() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A double-quoted YAML scalar.
+fn yaml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
+    let path_str = |p: &Path| yaml_str(&p.to_string_lossy());
+    let mut y = String::new();
+    let _ = writeln!(y, "data_dir: {}", path_str(&dir.join("data")));
+    let _ = writeln!(y, "api: {{enabled: false}}");
+    let _ = writeln!(y, "sources:");
+    let _ = writeln!(y, "  in:");
+    match case.source {
+        Source::Stdin => {
+            let _ = writeln!(y, "    type: stdin");
+        }
+        Source::File => {
+            let _ = writeln!(y, "    type: file");
+            let _ = writeln!(y, "    include: [{}]", path_str(input));
+            let _ = writeln!(y, "    read_from: beginning");
+        }
+    }
+    let _ = writeln!(y, "    decode: {{codec: json}}");
+    let _ = writeln!(y, "sinks:");
+    let _ = writeln!(y, "  out:");
+    match case.sink {
+        SinkKind::File => {
+            let _ = writeln!(y, "    type: file");
+            let _ = writeln!(y, "    inputs: [in]");
+            let out = dir.join("out").join("%Y-%m-%d.ndjson");
+            let _ = writeln!(y, "    path: {}", path_str(&out));
+        }
+        SinkKind::Blackhole => {
+            let _ = writeln!(y, "    type: blackhole");
+            let _ = writeln!(y, "    inputs: [in]");
+        }
+    }
+    y
+}
+
+/// Runs one case as a child process and checks what it delivered.
+fn run_weir(case: &Case, input: &Path, lines: u64, dir: &Path) -> Res<Measure> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let yaml_path = dir.join("pipeline.yaml");
+    let yaml = pipeline_yaml(case, input, dir);
+    std::fs::write(&yaml_path, &yaml)
+        .map_err(|e| format!("cannot write {}: {e}", yaml_path.display()))?;
+    let metrics_path = dir.join("metrics.prom");
+    let stderr_path = dir.join("stderr.log");
+    let stderr = File::create(&stderr_path)
+        .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
+    let stdin = match case.source {
+        Source::Stdin => Stdio::from(
+            File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?,
+        ),
+        Source::File => Stdio::null(),
+    };
+
+    let start = Instant::now();
+    let child = Command::new(WEIR)
+        .arg("run")
+        .arg(&yaml_path)
+        .arg("--once")
+        .arg("--metrics-file")
+        .arg(&metrics_path)
+        .env("WEIR_LOG", "info")
+        .current_dir(dir)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start {WEIR}: {e}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: all-zero is a valid rusage; wait4 only writes into `status` and `ru`.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own unreaped child; the pointers are to live locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4({pid}): {e}"));
+        }
+    }
+    let wall = start.elapsed();
+    // Reaped by wait4 above; dropping a Child neither waits nor kills.
+    drop(child);
+
+    let fail = |what: String| -> String {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{}: {what}\n--- pipeline ---\n{yaml}--- weir stderr (last 40 lines) ---\n{}",
+            case.label,
+            tail.join("\n")
+        )
+    };
+    if !libc::WIFEXITED(status) {
+        return Err(fail(format!(
+            "weir died from signal {}",
+            libc::WTERMSIG(status)
+        )));
+    }
+    if libc::WEXITSTATUS(status) != 0 {
+        return Err(fail(format!(
+            "weir exited with status {}",
+            libc::WEXITSTATUS(status)
+        )));
+    }
+
+    // Everything arrived, according to weir…
+    let metrics = std::fs::read_to_string(&metrics_path)
+        .map_err(|e| fail(format!("cannot read {}: {e}", metrics_path.display())))?;
+    let out = metric_sum(&metrics, "weir_events_out_total", "sink=\"out\"");
+    if out != Some(lines) {
+        return Err(fail(format!(
+            "weir_events_out_total{{sink=\"out\"}} is {out:?}, expected {lines}"
+        )));
+    }
+    // …and, for the file sink, according to the files themselves.
+    if case.sink == SinkKind::File {
+        let mut files = Vec::new();
+        collect_files(&dir.join("out"), &mut files)
+            .map_err(|e| fail(format!("cannot list the output: {e}")))?;
+        let mut written = 0;
+        for f in &files {
+            written += count_lines(f).map_err(&fail)?.0;
+        }
+        if written != lines {
+            return Err(fail(format!(
+                "the output ({} files) holds {written} lines, expected {lines}",
+                files.len()
+            )));
+        }
+    }
+
+    Ok(Measure {
+        wall,
+        cpu: cpu_of(&ru),
+        maxrss_kib: ru.ru_maxrss,
+    })
+}
+
+/// Sum of the samples of `name` whose labels contain `label`, if any.
+fn metric_sum(text: &str, name: &str, label: &str) -> Option<u64> {
+    let mut sum = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') && rest.contains(label)) {
+            continue;
+        }
+        if let Some(v) = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            *sum.get_or_insert(0) += v;
+        }
+    }
+    sum
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn lines_per_s(m: &Measure, lines: u64) -> f64 {
+    lines as f64 / m.wall.as_secs_f64()
+}
+
+fn mib(m: &Measure) -> f64 {
+    m.maxrss_kib as f64 / 1024.0
+}
+
+fn print_table(results: &[(&str, Measure)], floor: &Measure, lines: u64, bytes: u64) {
+    let floor_lps = lines_per_s(floor, lines);
+    let floor_cpu = floor.cpu.as_secs_f64();
+    println!();
+    println!(
+        "{:<33} {:>11} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "case", "lines/s", "MB/s", "wall s", "CPU s", "RSS MiB", "thr/floor", "CPU/floor"
+    );
+    for (label, m) in results {
+        let wall = m.wall.as_secs_f64();
+        let cpu = m.cpu.as_secs_f64();
+        println!(
+            "{:<33} {:>11.0} {:>8.1} {:>8.3} {:>8.3} {:>8.1} {:>10.3} {:>10.3}",
+            label,
+            lines_per_s(m, lines),
+            bytes as f64 / 1e6 / wall,
+            wall,
+            cpu,
+            mib(m),
+            lines_per_s(m, lines) / floor_lps,
+            if floor_cpu > 0.0 {
+                cpu / floor_cpu
+            } else {
+                f64::NAN
+            },
+        );
+    }
+    println!("(floor RSS: peak of the whole benchmark process while it ran the floor)");
+}
+
+fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(String, bool)> {
+    let get = |prefix: &str| {
+        results
+            .iter()
+            .find(|(l, _)| l.starts_with(prefix))
+            .map(|(_, m)| *m)
+            .expect("every case ran")
+    };
+    let floor_lps = lines_per_s(floor, lines);
+    let (b, c) = (get("(b)"), get("(c)"));
+    let c_lps = lines_per_s(&c, lines);
+    vec![
+        (
+            format!(
+                "(c) stdin -> blackhole lines/s >= floor lines/s: {c_lps:.0} vs {floor_lps:.0} ({:.2}x)",
+                c_lps / floor_lps
+            ),
+            c_lps >= floor_lps,
+        ),
+        (
+            format!(
+                "(b) stdin -> file peak RSS < {RSS_TARGET_MIB} MiB: {:.1} MiB",
+                mib(&b)
+            ),
+            mib(&b) < RSS_TARGET_MIB,
+        ),
+        (
+            format!(
+                "(c) stdin -> blackhole peak RSS < {RSS_TARGET_MIB} MiB: {:.1} MiB",
+                mib(&c)
+            ),
+            mib(&c) < RSS_TARGET_MIB,
+        ),
+    ]
+}
