@@ -647,44 +647,6 @@ fn status_phrase(code: u16) -> &'static str {
 // ---------------------------------------------------------------------------------
 // JSON writing, the way Python's `json.dumps(obj, ensure_ascii=False)` does it.
 
-/// Writes the body of a JSON string: `"` `\` and control characters escaped, the rest
-/// (non-ASCII included) raw.
-fn esc(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    // Fast path: a branch-free scan (vectorizes) finds nothing to escape.
-    let special = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
-    if !b.iter().fold(false, |acc, &c| acc | special(c)) {
-        out.extend_from_slice(b);
-        return;
-    }
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let rep: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&b[start..i]);
-                let hex = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(hex[usize::from(c >> 4)]);
-                out.push(hex[usize::from(c & 0xF)]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
-        out.extend_from_slice(rep);
-        start = i + 1;
-    }
-    out.extend_from_slice(&b[start..]);
-}
-
 fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -717,7 +679,7 @@ fn key(out: &mut Vec<u8>, k: &str) {
 fn kv_str(out: &mut Vec<u8>, k: &str, v: &str) {
     key(out, k);
     out.push(b'"');
-    esc(out, v);
+    crate::event::write_json_str_body(out, v);
     out.push(b'"');
 }
 
@@ -749,7 +711,7 @@ fn kv_exception(out: &mut Vec<u8>, parts: &[&str]) {
     key(out, "exception");
     out.push(b'"');
     for p in parts {
-        esc(out, p);
+        crate::event::write_json_str_body(out, p);
     }
     out.push(b'"');
 }
@@ -763,7 +725,7 @@ fn head(out: &mut Vec<u8>, ts: &[u8; 32], level: &str, site: &Site, msg: &str) {
     out.extend_from_slice(b"\", \"logger\": \"");
     out.extend_from_slice(site.logger.as_bytes());
     out.extend_from_slice(b"\", \"message\": \"");
-    esc(out, msg);
+    crate::event::write_json_str_body(out, msg);
     out.extend_from_slice(b"\", \"module\": \"");
     out.extend_from_slice(site.module.as_bytes());
     out.extend_from_slice(b"\", \"function\": \"");
@@ -1844,7 +1806,7 @@ mod tests {
     #[test]
     fn escaping_matches_python() {
         let mut out = Vec::new();
-        esc(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}中文🚀");
+        crate::event::write_json_str_body(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}中文🚀");
         assert_eq!(out, "a\\\"b\\\\c\\nd\\te\\u0001f\u{7f}中文🚀".as_bytes());
         let mut f = Vec::new();
         put_f64(&mut f, 5.0);

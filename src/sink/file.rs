@@ -158,6 +158,10 @@ impl Sink for FileSink {
                 return Err(format!("cannot write {}: {e}", out.path.display()));
             }
             out.pending.clear();
+            // A burst (one big batch) must not pin its buffer for the whole run.
+            if out.pending.capacity() > 4 << 20 {
+                out.pending.shrink_to(1 << 20);
+            }
             out.last_used = self.round;
         }
         // Close the least recently used files beyond the limit.
