@@ -14,7 +14,9 @@ const SECS: Duration = Duration::from_secs(30);
 #[test]
 fn api_serves_metrics_health_and_ready() {
     let s = Scratch::new();
-    s.write("logs/app.log", "{\"n\": 1}\n{\"n\": 2}\n");
+    // Longer than fingerprint_bytes (256), so the file is read at once.
+    let line = format!("{{\"n\": 1, \"pad\": \"{}\"}}\n", "x".repeat(300));
+    s.write("logs/app.log", format!("{line}{line}"));
     let feynman = repo().join("pipelines/feynman.yaml");
     let w = Running::start({
         let mut c = s.weir(&["run", feynman.to_str().unwrap()]);
@@ -89,7 +91,7 @@ fn follows_appends_new_files_and_truncation() {
         &s,
         "p.yaml",
         &format!(
-            "api: {{address: '127.0.0.1:0'}}\nsources:\n  logs:\n    type: file\n    include: ['{}/*.log']\n    glob_interval: 100ms\n    poll_interval: 20ms\nsinks:\n  out:\n    type: file\n    inputs: [logs]\n    path: data/out/x.ndjson\n    batch: {{timeout: 50ms}}\n",
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  logs:\n    type: file\n    include: ['{}/*.log']\n    glob_interval: 100ms\n    poll_interval: 20ms\n    fingerprint_bytes: 8\nsinks:\n  out:\n    type: file\n    inputs: [logs]\n    path: data/out/x.ndjson\n    batch: {{timeout: 50ms}}\n",
             s.path("logs").display()
         ),
     );

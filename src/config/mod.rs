@@ -35,6 +35,7 @@ use crate::sink::BlackholeConfig;
 use crate::sink::console::ConsoleConfig;
 use crate::sink::file::{FileSinkConfig, PathTemplate};
 use crate::source::file::{FileConfig, Globs};
+use crate::source::multiline::{Joiner, MultilineConfig};
 use crate::source::stdin::StdinConfig;
 use crate::transform::FilterConfig;
 use crate::transform::condition::Condition;
@@ -330,6 +331,15 @@ impl Checker {
                     "file" => {
                         let cfg: FileConfig = cx.typed(body, c)?;
                         cx.check_decoder(body, c, &cfg.decode);
+                        cx.check_multiline(body, c, cfg.multiline.as_ref());
+                        if cfg.fingerprint_bytes == 0 {
+                            let pos = locate(body, &["fingerprint_bytes".into()]);
+                            cx.push(
+                                Some(pos),
+                                c,
+                                "`fingerprint_bytes` must be at least 1 (default 256)".into(),
+                            );
+                        }
                         if let Err(e) = Globs::new(&cfg.include, &cfg.exclude) {
                             let pos = body
                                 .get(e.key)
@@ -347,6 +357,7 @@ impl Checker {
                     "stdin" => {
                         let cfg: StdinConfig = cx.typed(body, c)?;
                         cx.check_decoder(body, c, &cfg.decode);
+                        cx.check_multiline(body, c, cfg.multiline.as_ref());
                         Some(SourceKind::Stdin(cfg))
                     }
                     _ => None,
@@ -420,6 +431,20 @@ impl Checker {
             let mut path = vec!["decode".to_string()];
             path.extend(e.key.iter().map(|s| s.to_string()));
             let pos = locate(body, &path);
+            self.push(Some(pos), component, e.message);
+        }
+    }
+
+    fn check_multiline(
+        &mut self,
+        body: &Node,
+        component: Option<&str>,
+        cfg: Option<&MultilineConfig>,
+    ) {
+        if let Some(m) = cfg
+            && let Err(e) = Joiner::new(m, 1)
+        {
+            let pos = locate(body, &["multiline".into(), e.key.into()]);
             self.push(Some(pos), component, e.message);
         }
     }

@@ -6,8 +6,11 @@
 //! limits and decoding, and [`LineDecoder`], which turns framed lines into
 //! events and keeps the self-metrics of reading.
 
+pub mod checkpoint;
 pub mod file;
+pub mod fingerprint;
 pub mod lines;
+pub mod multiline;
 pub mod stdin;
 
 use std::path::PathBuf;
@@ -35,6 +38,8 @@ pub struct SourceContext {
     pub once: bool,
     pub registry: Registry,
     pub data_dir: PathBuf,
+    /// How long to wait, at the end, for sinks to acknowledge what was sent.
+    pub grace_period: std::time::Duration,
 }
 
 /// Frames → events, with the counters of one source.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::lines::{Framer, Oversize};
+use super::multiline::{Joiner, MultilineConfig};
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
 use crate::config::units::ByteSize;
 use crate::decode::DecodeConfig;
@@ -22,6 +23,7 @@ use crate::decode::timestamp::now_nanos;
 pub struct StdinConfig {
     #[serde(default)]
     pub decode: DecodeConfig,
+    pub multiline: Option<MultilineConfig>,
     #[serde(default = "default_max_line")]
     pub max_line_bytes: ByteSize,
     #[serde(default)]
@@ -52,6 +54,12 @@ pub fn run_reader<R: Read + Send + 'static>(
 ) -> Result<(), String> {
     let mut lines = LineDecoder::new(&cfg.decode, &ctx)?;
     let mut framer = Framer::new(cfg.max_line_bytes.0 as usize, cfg.oversize, 0);
+    let mut joiner = match &cfg.multiline {
+        Some(m) => Some(Joiner::new(m, cfg.max_line_bytes.0 as usize).map_err(|e| e.message)?),
+        None => None,
+    };
+    let mut joined = Vec::new();
+    let mut last_data = std::time::Instant::now();
 
     // Small bound: the reader stays at most two chunks ahead.
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(2);
@@ -83,7 +91,20 @@ pub fn run_reader<R: Read + Send + 'static>(
         }
         let chunk = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(chunk)) => chunk,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A multiline group waits only so long for its next line.
+                if let Some(j) = joiner.as_mut()
+                    && last_data.elapsed() >= j.timeout
+                    && let Some(line) = j.flush()
+                {
+                    let mut events = Vec::new();
+                    lines.push(line, now_nanos(), &mut events);
+                    if flush(&ctx.output, &mut events, None).is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
             Ok(Err(e)) => {
                 tracing::error!(source = %ctx.name, error = %e, "reading standard input failed; the source stops");
                 break;
@@ -91,12 +112,28 @@ pub fn run_reader<R: Read + Send + 'static>(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let end = chunk.is_empty();
+        last_data = std::time::Instant::now();
         framer.push(&chunk);
         let now = now_nanos();
+        let mut start = framer.offset();
         while let Some(line) = framer.next_line() {
-            lines.push(line, now, &mut events);
+            let next = line.end_offset;
+            match joiner.as_mut() {
+                Some(j) => j.push(line, start, &mut joined),
+                None => joined.push(line),
+            }
+            start = next;
         }
-        if end && let Some(line) = framer.take_partial() {
+        if end {
+            if let Some(line) = framer.take_partial() {
+                match joiner.as_mut() {
+                    Some(j) => j.push(line, start, &mut joined),
+                    None => joined.push(line),
+                }
+            }
+            joined.extend(joiner.as_mut().and_then(|j| j.flush()));
+        }
+        for line in joined.drain(..) {
             lines.push(line, now, &mut events);
         }
         lines.publish(&mut framer.counts);

@@ -120,6 +120,7 @@ pub async fn run(
             once,
             registry: registry.clone(),
             data_dir: pipeline.data_dir.clone(),
+            grace_period: pipeline.grace_period,
         };
         let kind = c.kind.clone();
         let done = done_tx.clone();

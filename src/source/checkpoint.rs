@@ -1,0 +1,252 @@
+//! Checkpoints: how far each file has been delivered, kept across restarts.
+//!
+//! One JSON file per source under `<data_dir>/checkpoints/`, keyed by file
+//! fingerprint (not path, not inode: both are reused). It holds offsets that
+//! every sink has acknowledged, so a restart resumes there and at worst sends
+//! again what was in flight (at-least-once). Writes are atomic: a temporary
+//! file is written and fsynced, then renamed over the old one and the
+//! directory fsynced, so a `kill -9` or a crash leaves either the old or the
+//! new checkpoint, never half of one.
+//!
+//! A checkpoint file that cannot be read is reported, moved aside as
+//! `*.corrupt`, and the source starts from `read_from` — it never panics.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::Fingerprint;
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Hex of the fingerprint.
+    pub fingerprint: String,
+    /// Bytes (decompressed, for gzip files) delivered from the start of the file.
+    pub offset: u64,
+    /// A compressed file read to its end: never read again.
+    #[serde(default)]
+    pub done: bool,
+    /// Where the file was last seen; for people reading this file.
+    pub path: String,
+    /// Unix seconds when the file was last seen.
+    pub seen: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    fingerprint_bytes: usize,
+    files: Vec<Entry>,
+}
+
+/// The checkpoints of one source.
+#[derive(Debug)]
+pub struct Checkpoints {
+    path: PathBuf,
+    fingerprint_bytes: usize,
+    entries: HashMap<Fingerprint, Entry>,
+    dirty: bool,
+}
+
+/// How long an entry for a file that is no longer seen is kept.
+const RETENTION_SECS: i64 = 7 * 86_400;
+
+impl Checkpoints {
+    /// The checkpoint file of source `name` under `data_dir`.
+    pub fn file_for(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir.join("checkpoints").join(format!("{name}.json"))
+    }
+
+    /// Loads the checkpoints; a problem is returned as a warning to log and
+    /// the store starts empty.
+    pub fn load(path: PathBuf, fingerprint_bytes: usize) -> (Checkpoints, Option<String>) {
+        let mut cp = Checkpoints {
+            path,
+            fingerprint_bytes,
+            entries: HashMap::new(),
+            dirty: false,
+        };
+        let text = match std::fs::read(&cp.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (cp, None),
+            Err(e) => {
+                let w = format!(
+                    "cannot read checkpoint file {}: {e}; starting from read_from",
+                    cp.path.display()
+                );
+                return (cp, Some(w));
+            }
+        };
+        let parsed: Result<OnDisk, String> =
+            serde_json::from_slice(&text).map_err(|e| e.to_string());
+        let warning = match parsed {
+            Ok(d) if d.version != VERSION => Some(format!(
+                "checkpoint file {} has version {}, this weir reads {VERSION}",
+                cp.path.display(),
+                d.version
+            )),
+            Ok(d) if d.fingerprint_bytes != fingerprint_bytes => Some(format!(
+                "checkpoint file {} was written with fingerprint_bytes {}, the source now uses {fingerprint_bytes}: files cannot be matched",
+                cp.path.display(),
+                d.fingerprint_bytes
+            )),
+            Ok(d) => {
+                for e in d.files {
+                    if let Ok(fp) = u64::from_str_radix(&e.fingerprint, 16) {
+                        cp.entries.insert(fp, e);
+                    }
+                }
+                return (cp, None);
+            }
+            Err(e) => Some(format!(
+                "checkpoint file {} is corrupt ({e})",
+                cp.path.display()
+            )),
+        };
+        let aside = cp.path.with_extension("json.corrupt");
+        let moved = std::fs::rename(&cp.path, &aside).is_ok();
+        let mut w = warning.unwrap_or_default();
+        if moved {
+            w.push_str(&format!(
+                "; moved it to {} and starting from read_from",
+                aside.display()
+            ));
+        } else {
+            w.push_str("; starting from read_from");
+        }
+        (cp, Some(w))
+    }
+
+    pub fn get(&self, fp: Fingerprint) -> Option<&Entry> {
+        self.entries.get(&fp)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records a delivered offset.
+    pub fn set(&mut self, fp: Fingerprint, offset: u64, path: &Path, done: bool, now: i64) {
+        let entry = Entry {
+            fingerprint: format!("{fp:016x}"),
+            offset,
+            done,
+            path: path.display().to_string(),
+            seen: now,
+        };
+        if self.entries.get(&fp) != Some(&entry) {
+            self.entries.insert(fp, entry);
+            self.dirty = true;
+        }
+    }
+
+    /// Notes that a file is still there (keeps its entry from expiring).
+    pub fn touch(&mut self, fp: Fingerprint, now: i64) {
+        if let Some(e) = self.entries.get_mut(&fp)
+            && now - e.seen > 3600
+        {
+            e.seen = now;
+            self.dirty = true;
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Writes the checkpoints if they changed (temp file, fsync, rename, fsync dir).
+    pub fn save(&mut self, now: i64) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.entries.retain(|_, e| now - e.seen <= RETENTION_SECS);
+        let mut files: Vec<Entry> = self.entries.values().cloned().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path).then(a.fingerprint.cmp(&b.fingerprint)));
+        let disk = OnDisk {
+            version: VERSION,
+            fingerprint_bytes: self.fingerprint_bytes,
+            files,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, &disk)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        File::open(dir)?.sync_all()?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Checkpoints::file_for(dir.path(), "app");
+        let (mut cp, w) = Checkpoints::load(path.clone(), 256);
+        assert!(w.is_none());
+        cp.set(0xabc, 42, Path::new("logs/a.log"), false, 1000);
+        cp.set(0xdef, 7, Path::new("logs/b.log.gz"), true, 1000);
+        cp.save(1000).unwrap();
+        let (cp2, w) = Checkpoints::load(path, 256);
+        assert!(w.is_none(), "{w:?}");
+        assert_eq!(cp2.get(0xabc).unwrap().offset, 42);
+        assert!(cp2.get(0xdef).unwrap().done);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Checkpoints::file_for(dir.path(), "app");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "{\"version\": 1, \"files\": [tru").unwrap();
+        let (cp, w) = Checkpoints::load(path.clone(), 256);
+        assert!(cp.is_empty());
+        let w = w.unwrap();
+        assert!(w.contains("is corrupt"), "{w}");
+        assert!(w.contains("starting from read_from"), "{w}");
+        assert!(path.with_extension("json.corrupt").exists());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_different_fingerprint_length_is_not_silently_mixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Checkpoints::file_for(dir.path(), "app");
+        let (mut cp, _) = Checkpoints::load(path.clone(), 256);
+        cp.set(1, 1, Path::new("a"), false, 0);
+        cp.save(0).unwrap();
+        let (cp, w) = Checkpoints::load(path, 64);
+        assert!(cp.is_empty());
+        assert!(w.unwrap().contains("fingerprint_bytes 256"));
+    }
+
+    #[test]
+    fn old_entries_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Checkpoints::file_for(dir.path(), "app");
+        let (mut cp, _) = Checkpoints::load(path, 256);
+        cp.set(1, 1, Path::new("old"), false, 0);
+        cp.set(2, 1, Path::new("new"), false, RETENTION_SECS + 10);
+        cp.save(RETENTION_SECS + 10).unwrap();
+        assert!(cp.get(1).is_none());
+        assert!(cp.get(2).is_some());
+    }
+}

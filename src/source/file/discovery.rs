@@ -1,0 +1,209 @@
+//! Which files a `file` source reads: `include` globs minus `exclude` globs,
+//! found by walking each glob's literal base directory.
+//!
+//! `*` does not cross `/`; `**` does. Discovery lists paths only; what a path
+//! holds (its identity) is the tailer's business.
+
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// A problem with one of the globs: which list, which entry, what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobError {
+    pub key: &'static str,
+    pub index: usize,
+    pub message: String,
+}
+
+/// The include / exclude globs of one source.
+#[derive(Debug, Clone)]
+pub struct Globs {
+    include: Vec<(PathBuf, Option<usize>, globset::GlobMatcher)>,
+    exclude: GlobSet,
+}
+
+fn glob(pattern: &str) -> Result<globset::Glob, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))
+}
+
+impl Globs {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Globs, GlobError> {
+        if include.is_empty() {
+            return Err(GlobError {
+                key: "include",
+                index: 0,
+                message: "`include` is empty: list at least one glob, e.g. `./logs/*.log`".into(),
+            });
+        }
+        let mut inc = Vec::new();
+        for (index, pattern) in include.iter().enumerate() {
+            let err = |message| GlobError {
+                key: "include",
+                index,
+                message,
+            };
+            let matcher = glob(pattern).map_err(err)?.compile_matcher();
+            let (base, depth) = split_base(pattern);
+            inc.push((base, depth, matcher));
+        }
+        let mut ex = GlobSetBuilder::new();
+        for (index, pattern) in exclude.iter().enumerate() {
+            ex.add(glob(pattern).map_err(|message| GlobError {
+                key: "exclude",
+                index,
+                message,
+            })?);
+        }
+        let exclude = ex.build().map_err(|e| GlobError {
+            key: "exclude",
+            index: 0,
+            message: e.to_string(),
+        })?;
+        Ok(Globs {
+            include: inc,
+            exclude,
+        })
+    }
+
+    /// Paths of regular files (or links to them) that match now, sorted, and
+    /// the directories that could not be listed.
+    pub fn discover(&self) -> (Vec<PathBuf>, Vec<(PathBuf, std::io::Error)>) {
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for (base, depth, matcher) in &self.include {
+            walk(
+                base,
+                depth.unwrap_or(16),
+                &mut |p| {
+                    if matcher.is_match(p) && !self.exclude.is_match(p) {
+                        found.push(p.to_path_buf());
+                    }
+                },
+                &mut errors,
+            );
+        }
+        found.sort();
+        found.dedup();
+        (found, errors)
+    }
+}
+
+/// The directory a glob starts from, and how deep below it a match can be
+/// (`None` with `**`).
+fn split_base(pattern: &str) -> (PathBuf, Option<usize>) {
+    let mut base = PathBuf::new();
+    let mut comps = Path::new(pattern).components().peekable();
+    while let Some(c) = comps.peek() {
+        let s = c.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(c);
+        comps.next();
+    }
+    let rest: Vec<Component> = comps.collect();
+    if rest.is_empty() {
+        // A literal path: the file itself is the only match.
+        let parent = base.parent().map(Path::to_path_buf).unwrap_or_default();
+        return (parent, Some(1));
+    }
+    let deep = rest.iter().any(|c| c.as_os_str() == "**");
+    (base, (!deep).then_some(rest.len()))
+}
+
+fn walk(
+    dir: &Path,
+    depth: usize,
+    found: &mut dyn FnMut(&Path),
+    errors: &mut Vec<(PathBuf, std::io::Error)>,
+) {
+    if depth == 0 {
+        return;
+    }
+    let shown = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let entries = match std::fs::read_dir(shown) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push((shown.to_path_buf(), e));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = dir.join(entry.file_name());
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            walk(&path, depth - 1, found, errors);
+        } else {
+            found(&path);
+        }
+    }
+}
+
+impl Globs {
+    /// The directories to watch for events, and whether recursively.
+    pub fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
+        self.include
+            .iter()
+            .map(|(base, depth, _)| (base.clone(), depth.is_none_or(|d| d > 1)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_start_from_their_literal_directory() {
+        assert_eq!(
+            split_base("./logs/*.log"),
+            (PathBuf::from("./logs"), Some(1))
+        );
+        assert_eq!(
+            split_base("/var/log/**/*.log"),
+            (PathBuf::from("/var/log"), None)
+        );
+        assert_eq!(split_base("logs/app.log"), (PathBuf::from("logs"), Some(1)));
+        assert_eq!(split_base("*.log"), (PathBuf::from(""), Some(1)));
+    }
+
+    #[test]
+    fn discovers_matching_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        for f in ["a.log", "b.log", "c.txt", "skip.log", "sub/d.log"] {
+            std::fs::write(d.join(f), "x\n").unwrap();
+        }
+        let include = vec![format!("{}/*.log", d.display())];
+        let exclude = vec![format!("{}/skip*", d.display())];
+        let (found, errors) = Globs::new(&include, &exclude).unwrap().discover();
+        assert!(errors.is_empty());
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.log", "b.log"]);
+
+        let deep = vec![format!("{}/**/*.log", d.display())];
+        let (found, _) = Globs::new(&deep, &[]).unwrap().discover();
+        assert_eq!(found.len(), 4);
+    }
+
+    #[test]
+    fn bad_globs_name_their_entry() {
+        let err = Globs::new(&["ok/*.log".into(), "bad/[.log".into()], &[]).unwrap_err();
+        assert_eq!((err.key, err.index), ("include", 1));
+        assert!(Globs::new(&[], &[]).is_err());
+    }
+}
