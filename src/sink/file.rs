@@ -147,8 +147,11 @@ impl Sink for FileSink {
                 let f = OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .read(true)
                     .open(&out.path)
                     .map_err(|e| format!("cannot open {}: {e}", out.path.display()))?;
+                end_torn_line(&f)
+                    .map_err(|e| format!("cannot write {}: {e}", out.path.display()))?;
                 out.file = Some(f);
             }
             let file = out.file.as_mut().expect("opened above");
@@ -183,6 +186,19 @@ impl Sink for FileSink {
         }
         Ok(())
     }
+}
+
+/// A process killed in the middle of a write can leave a last line without
+/// its newline; end it, so the next line starts on a line of its own instead
+/// of being glued to the fragment.
+fn end_torn_line(mut f: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len > 0 && f.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
+        f.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,5 +240,23 @@ mod tests {
         let read = |name: &str| std::fs::read_to_string(dir.path().join("sub").join(name)).unwrap();
         assert_eq!(read("1970-01-01.ndjson"), "{\"n\":0}\n{\"n\":2}\n");
         assert_eq!(read("1970-01-02.ndjson"), "{\"n\":1}\n{\"n\":3}\n");
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_ended_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        std::fs::write(&path, "{\"ok\":1}\n{\"torn\":").unwrap();
+        let cfg = FileSinkConfig {
+            path: path.display().to_string(),
+            batch: None,
+        };
+        let mut sink = FileSink::new(&cfg).unwrap();
+        sink.encode(&crate::decode::json::decode_object("{\"n\":2}".into(), 0).unwrap());
+        sink.deliver().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"ok\":1}\n{\"torn\":\n{\"n\":2}\n"
+        );
     }
 }

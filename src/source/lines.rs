@@ -13,8 +13,11 @@ use std::io::{self, Read};
 
 use serde::Deserialize;
 
-/// Bytes read per `fill`.
+/// The most bytes read per `fill`; a stream starts with much smaller reads
+/// and grows them while they come back full, so that a hundred quiet files
+/// do not hold a hundred large buffers.
 const CHUNK: usize = 256 * 1024;
+const FIRST_READ: usize = 16 * 1024;
 
 /// What to do with a line longer than `max_line_bytes`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -47,7 +50,11 @@ pub struct FrameCounts {
 
 #[derive(Debug)]
 pub struct Framer {
+    /// Always initialized up to its length; the data ends at `end`.
     buf: Vec<u8>,
+    end: usize,
+    /// Bytes to ask for in the next read.
+    read_size: usize,
     /// First unconsumed byte in `buf`.
     start: usize,
     /// Where the search for the next newline resumes.
@@ -65,6 +72,8 @@ impl Framer {
     pub fn new(max_line_bytes: usize, oversize: Oversize, offset: u64) -> Self {
         Framer {
             buf: Vec::new(),
+            end: 0,
+            read_size: FIRST_READ,
             start: 0,
             scan: 0,
             base: offset,
@@ -82,17 +91,17 @@ impl Framer {
 
     /// Offset of the next byte to be read from the stream.
     pub fn read_offset(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.end as u64
     }
 
     /// Bytes buffered that belong to a line not yet complete.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Forgets buffered bytes and continues at `offset` (after truncation).
     pub fn reset(&mut self, offset: u64) {
-        self.buf.clear();
+        self.end = 0;
         self.start = 0;
         self.scan = 0;
         self.base = offset;
@@ -101,41 +110,62 @@ impl Framer {
 
     /// Reads once from `r`; returns the byte count (0 at end of input).
     pub fn fill<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<usize> {
-        self.compact();
-        let len = self.buf.len();
-        self.buf.resize(len + CHUNK, 0);
+        let want = self.read_size;
+        self.make_room(want);
         let n = loop {
-            match r.read(&mut self.buf[len..]) {
+            match r.read(&mut self.buf[self.end..self.end + want]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+                other => break other?,
             }
         };
-        let n = n.inspect_err(|_| self.buf.truncate(len))?;
-        self.buf.truncate(len + n);
+        self.end += n;
+        if n == want {
+            self.read_size = (want * 2).min(CHUNK);
+        }
         self.counts.bytes += n as u64;
         Ok(n)
     }
 
     /// Appends bytes obtained elsewhere.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.make_room(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
         self.counts.bytes += bytes.len() as u64;
     }
 
-    fn compact(&mut self) {
-        if self.start > 0 && (self.start >= self.buf.len() / 2 || self.buf.len() > CHUNK * 4) {
-            self.buf.drain(..self.start);
-            self.base += self.start as u64;
+    /// Makes `n` bytes writable after `end`, moving unconsumed data to the
+    /// front first and growing the buffer only if that is not enough.
+    fn make_room(&mut self, n: usize) {
+        if self.start > 0 && self.buf.len() - self.end < n {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.scan -= self.start;
+            self.base += self.start as u64;
             self.start = 0;
+        }
+        if self.buf.len() - self.end < n {
+            self.buf.resize(self.end + n, 0);
+        }
+    }
+
+    /// Gives back a large buffer once everything in it is consumed (a burst
+    /// is over); the next reads start small again.
+    pub fn shrink_if_idle(&mut self) {
+        if self.pending() == 0 && self.buf.len() > 4 * FIRST_READ {
+            self.base += self.end as u64;
+            self.buf = Vec::new();
+            self.start = 0;
+            self.scan = 0;
+            self.end = 0;
+            self.read_size = FIRST_READ;
         }
     }
 
     /// The next complete line, if one is buffered.
     pub fn next_line(&mut self) -> Option<Line> {
         loop {
-            match memchr::memchr(b'\n', &self.buf[self.scan..]) {
+            match memchr::memchr(b'\n', &self.buf[self.scan..self.end]) {
                 Some(i) => {
                     let nl = self.scan + i;
                     let (from, skipped) = (self.start, self.skipping);
@@ -155,16 +185,16 @@ impl Framer {
                     return Some(self.line(from, nl, false));
                 }
                 None => {
-                    self.scan = self.buf.len();
+                    self.scan = self.end;
                     if self.skipping {
-                        self.start = self.buf.len();
+                        self.start = self.end;
                         return None;
                     }
                     if self.pending() > self.max_line_bytes {
                         let from = self.start;
-                        self.start = self.buf.len();
+                        self.start = self.end;
                         self.skipping = true;
-                        match self.cut_long(from, self.buf.len()) {
+                        match self.cut_long(from, self.end) {
                             Some(line) => return Some(line),
                             None => return None,
                         }
@@ -179,13 +209,13 @@ impl Framer {
     /// or the line timeout passed).
     pub fn take_partial(&mut self) -> Option<Line> {
         if self.skipping || self.pending() == 0 {
-            self.start = self.buf.len();
+            self.start = self.end;
             self.scan = self.start;
             self.skipping = false;
             return None;
         }
         let from = self.start;
-        let end = self.buf.len();
+        let end = self.end;
         self.start = end;
         self.scan = end;
         Some(self.line(from, end, false))
@@ -205,7 +235,7 @@ impl Framer {
                     cut -= 1;
                 }
                 let mut line = self.line(from, cut, true);
-                line.end_offset = self.base + (end.min(self.buf.len() - 1) + 1) as u64;
+                line.end_offset = self.base + (end.min(self.end - 1) + 1) as u64;
                 Some(line)
             }
         }

@@ -122,8 +122,10 @@ fn default_max_line() -> ByteSize {
 
 /// Reads per file per round, so that one busy file cannot starve the others.
 const READS_PER_ROUND: usize = 8;
-/// Rounds woken by file events are at least this far apart.
-const MIN_ROUND: Duration = Duration::from_millis(10);
+/// Rounds are at least this far apart unless a file has a backlog: the
+/// latency weir adds to a live line, and what lets batches be more than a
+/// line or two.
+const MIN_ROUND: Duration = Duration::from_millis(20);
 
 enum Reader {
     Plain(File),
@@ -300,21 +302,32 @@ pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
             t.scan();
             next_scan = Instant::now() + t.cfg.glob_interval.0;
         }
-        let mut progressed = false;
+        t.probe_waiting();
+        let (mut progressed, mut backlog) = (false, false);
         let mut i = 0;
         while i < t.files.len() {
             match t.read_file(i) {
-                Ok(p) => progressed |= p,
+                Ok(p) => {
+                    progressed |= p;
+                    backlog |= p && !t.files.get(i).is_none_or(|f| f.at_eof);
+                }
                 Err(Closed) => return t.finish(ack_rx),
             }
             i += 1;
         }
         t.release_finished();
-        if t.ctx.once && t.files.iter().all(|f| f.at_eof) {
-            break;
+        if t.ctx.once {
+            if t.files.iter().all(|f| f.at_eof) {
+                break;
+            }
+            continue;
         }
-        if !progressed && let Some(hint) = wake.wait(t.cfg.poll_interval.0) {
-            if hint.rescan && !t.ctx.once {
+        if progressed && !backlog {
+            // Writers append a little at a time: let it gather for a moment
+            // rather than making a tiny batch per file per append.
+            std::thread::sleep(MIN_ROUND.saturating_sub(round_start.elapsed()));
+        } else if !progressed && let Some(hint) = wake.wait(t.cfg.poll_interval.0) {
+            if hint.rescan {
                 next_scan = Instant::now();
             }
             std::thread::sleep(MIN_ROUND.saturating_sub(round_start.elapsed()));
@@ -498,6 +511,29 @@ impl Tailer {
         }
         self.metrics.open.set(self.files.len() as i64);
         self.first_scan = false;
+    }
+
+    /// Looks again at files that were too short to fingerprint.
+    fn probe_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let waiting: Vec<((u64, u64), PathBuf)> =
+            self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (identity, path) in waiting {
+            match std::fs::metadata(&path) {
+                Ok(m) if (m.dev(), m.ino()) == identity => {
+                    if m.len() >= self.cfg.fingerprint_bytes as u64 {
+                        self.open(&path, identity, m.len());
+                    }
+                }
+                // Gone or replaced: the next scan sorts it out.
+                _ => {
+                    self.waiting.remove(&identity);
+                }
+            }
+        }
+        self.metrics.waiting.set(self.waiting.len() as i64);
     }
 
     /// Starts reading a file not open yet (or notes it as too short).
@@ -711,6 +747,7 @@ impl Tailer {
             self.decode_lines(i);
             self.send(i)?;
             if self.files[i].at_eof {
+                self.files[i].framer.shrink_if_idle();
                 break;
             }
         }
