@@ -355,9 +355,17 @@ sinks:
         std::thread::sleep(Duration::from_millis(5));
     }
     writer.burst(5);
-    if wait_until(Duration::from_secs(20), || tally(&s).0.len() as u64 == writer.next).is_none() {
+    if wait_until(Duration::from_secs(20), || {
+        tally(&s).0.len() as u64 == writer.next
+    })
+    .is_none()
+    {
         let log = w.stderr();
-        let tail: Vec<&str> = log.lines().filter(|l| !l.contains("released file") && !l.contains("following file")).take(60).collect();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("released file") && !l.contains("following file"))
+            .take(60)
+            .collect();
         eprintln!("{}", tail.join("\n"));
     }
     wait_for_all(&s, writer.next);

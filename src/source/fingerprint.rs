@@ -10,7 +10,7 @@
 //! The hash is 64-bit FNV-1a, fixed here because checkpoints store it.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -59,7 +59,8 @@ fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Fingerprints an open file without moving its read position.
+/// Fingerprints an open file. A plain file's read position does not move;
+/// a gzip file's is left at its start.
 pub fn probe_file(file: &File, n: usize) -> io::Result<Probe> {
     if is_gzip(file)? {
         let mut dec = MultiGzDecoder::new(file.try_clone()?);
@@ -75,6 +76,9 @@ pub fn probe_file(file: &File, n: usize) -> io::Result<Probe> {
                 Err(e) => return Err(e),
             }
         }
+        // The clone shares the read position: put it back at the start.
+        let mut f = file;
+        f.seek(io::SeekFrom::Start(0))?;
         return Ok(finish(&buf[..got], n, true));
     }
     let mut buf = vec![0; n];
