@@ -147,3 +147,56 @@ fn follows_appends_new_files_and_truncation() {
         ]
     );
 }
+
+#[test]
+fn a_last_line_without_newline_is_emitted_after_line_timeout() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  logs:\n    type: file\n    include: ['{}/*.log']\n    poll_interval: 20ms\n    line_timeout: 300ms\n    fingerprint_bytes: 8\nsinks:\n  out: {{type: file, inputs: [logs], path: data/out/x.ndjson, batch: {{timeout: 50ms}}}}\n",
+            s.path("logs").display()
+        ),
+    );
+    s.write("logs/a.log", "{\"done\": 1}\n{\"partial\": 2}");
+    let w = Running::start(s.weir(&["run", &p]));
+    w.api_address();
+    wait_until(SECS, || s.output_lines().len() == 2).expect("partial line emitted after the timeout");
+    assert_eq!(s.output_lines()[1], "{\"partial\": 2}");
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait(SECS).0, 0);
+}
+
+#[test]
+fn hundreds_of_files_in_one_directory() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  logs:\n    type: file\n    include: ['{}/*.log']\n    glob_interval: 200ms\nsinks:\n  out: {{type: file, inputs: [logs], path: data/out/x.ndjson, batch: {{timeout: 100ms}}}}\n",
+            s.path("logs").display()
+        ),
+    );
+    let line = |f: usize, n: usize| format!("{{\"file\": {f}, \"n\": {n}, \"pad\": \"{}\"}}\n", "z".repeat(250));
+    for f in 0..300 {
+        s.write(&format!("logs/f{f:03}.log"), line(f, 0));
+    }
+    let w = Running::start(s.weir(&["run", &p]));
+    let addr = w.api_address();
+    wait_until(SECS, || s.output_lines().len() == 300).expect("first lines of 300 files");
+    for f in 0..300 {
+        let mut h = std::fs::OpenOptions::new().append(true).open(s.path(&format!("logs/f{f:03}.log"))).unwrap();
+        h.write_all(line(f, 1).as_bytes()).unwrap();
+    }
+    wait_until(SECS, || s.output_lines().len() == 600).expect("appended lines of 300 files");
+    let m = http_get(&addr, "/metrics").2;
+    assert_eq!(metric(&m, r#"weir_files_open{source="logs"}"#), Some(300.0));
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait(SECS).0, 0);
+    let mut out = s.output_lines();
+    out.sort();
+    out.dedup();
+    assert_eq!(out.len(), 600, "no duplicates");
+}
