@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod metrics;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -59,10 +59,23 @@ struct Family {
     series: Vec<(Vec<(String, String)>, Cell)>,
 }
 
-/// The set of self-metrics of one running pipeline.
-#[derive(Debug, Clone, Default)]
+/// Something else that writes families into the exposition (derived metrics).
+pub trait Render: Send + Sync {
+    fn render(&self, out: &mut String);
+}
+
+/// The self-metrics of one running pipeline, and the other stores whose
+/// families are served beside them.
+#[derive(Clone, Default)]
 pub struct Registry {
     families: Arc<Mutex<Vec<Family>>>,
+    others: Arc<Mutex<Vec<Arc<dyn Render>>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -156,8 +169,17 @@ impl Registry {
             .sum()
     }
 
-    /// Appends the text exposition of every family to `out`.
+    /// Serves another store's families in this registry's exposition.
+    pub fn add_render(&self, r: Arc<dyn Render>) {
+        self.others.lock().expect("registry lock").push(r);
+    }
+
+    /// Appends the text exposition: the other stores' families, then weir's own.
     pub fn render(&self, out: &mut String) {
+        let others: Vec<Arc<dyn Render>> = self.others.lock().expect("registry lock").clone();
+        for r in others {
+            r.render(out);
+        }
         let families = self.families.lock().expect("registry lock");
         for fam in families.iter() {
             let _ = writeln!(out, "# HELP {} {}", fam.name, escape_help(&fam.help));

@@ -133,6 +133,7 @@ pub enum TransformKind {
 
 #[derive(Debug, Clone)]
 pub enum SinkKind {
+    Metrics(Box<crate::metrics::MetricsConfig>),
     File(FileSinkConfig),
     Console(ConsoleConfig),
     Blackhole(BlackholeConfig),
@@ -164,7 +165,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SOURCE_TYPES: &[&str] = &["file", "stdin"];
 const TRANSFORM_TYPES: &[&str] = &["filter"];
-const SINK_TYPES: &[&str] = &["file", "console", "blackhole"];
+const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics"];
 
 impl Pipeline {
     /// Reads and checks a pipeline file, expanding variables from the environment.
@@ -190,6 +191,7 @@ impl Pipeline {
         let mut cx = Checker {
             origin: origin.to_string(),
             named: Vec::new(),
+            lints: Vec::new(),
             expanded: None,
             errors: Vec::new(),
         };
@@ -235,6 +237,8 @@ struct Checker {
     /// Every component named in the file, built or not, so that one broken
     /// component does not also make its readers report unknown inputs.
     named: Vec<(String, &'static str, Pos)>,
+    /// Warnings found while reading components.
+    lints: Vec<ConfigError>,
     expanded: Option<env::Expanded>,
     errors: Vec<ConfigError>,
 }
@@ -401,6 +405,17 @@ impl Checker {
                     }
                     Some(SinkKind::File(cfg))
                 }
+                "metrics" => {
+                    let cfg: crate::metrics::MetricsConfig = cx.typed(body, c)?;
+                    if let Err(e) = cfg.check() {
+                        cx.push(Some(locate(body, &e.path)), c, e.message);
+                    }
+                    for (path, message) in cfg.warnings() {
+                        let w = cx.error(Some(locate(body, &path)), c, message);
+                        cx.lints.push(w);
+                    }
+                    Some(SinkKind::Metrics(Box::new(cfg)))
+                }
                 "console" => cx.typed(body, c).map(SinkKind::Console),
                 "blackhole" => cx.typed(body, c).map(SinkKind::Blackhole),
                 _ => None,
@@ -417,7 +432,8 @@ impl Checker {
             sinks,
             warnings: Vec::new(),
         };
-        let warnings = self.check_graph(&p);
+        let mut warnings = std::mem::take(&mut self.lints);
+        warnings.extend(self.check_graph(&p));
         Some(Pipeline { warnings, ..p })
     }
 

@@ -53,7 +53,11 @@ impl Node {
                 pos: Pos { line: 1, column: 1 },
             });
         }
-        serde_saphyr::from_str::<Node>(text).map_err(|e| {
+        // YAML 1.2 booleans only: `n`, `no`, `off` stay strings (the
+        // "Norway problem"), so `value: n` names a field.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
             let pos = e.location().map(|l| Pos {
                 line: l.line(),
                 column: l.column(),
@@ -534,6 +538,14 @@ mod tests {
                 count: 7
             }
         );
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_text() {
+        let doc = Node::parse("a: n\nb: off\nc: true\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().as_str(), Some("n"));
+        assert_eq!(doc.get("b").unwrap().as_str(), Some("off"));
+        assert_eq!(doc.get("c").unwrap().kind, NodeKind::Bool(true));
     }
 
     #[test]

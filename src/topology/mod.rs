@@ -64,6 +64,28 @@ pub async fn run(
         let metrics = SinkMetrics::new(registry, &c.name);
         let (name, stop) = (c.name.clone(), shutdown.clone());
         let handle = match &c.kind {
+            SinkKind::Metrics(cfg) => {
+                let derived = match cfg.compile(registry, &c.name) {
+                    Ok(d) => d,
+                    Err(e) => return Outcome::Failed(format!("sink {}: {}", c.name, e.message)),
+                };
+                registry.add_render(derived.store.clone());
+                let pusher = cfg.remote_write.clone().map(|rw| {
+                    crate::metrics::remote_write::start(
+                        rw,
+                        derived.store.clone(),
+                        registry,
+                        &c.name,
+                    )
+                });
+                tokio::spawn(async move {
+                    crate::metrics::run(derived, rx).await;
+                    if let Some((stop, done)) = pusher {
+                        let _ = stop.send(());
+                        let _ = done.await;
+                    }
+                })
+            }
             SinkKind::File(cfg) => {
                 let sink = match sink::file::FileSink::new(cfg) {
                     Ok(s) => s,

@@ -1,0 +1,212 @@
+//! Derived metrics: counters, gauges and histograms computed from events by
+//! rules written in the pipeline, plus LLM token and cost counters, served
+//! with weir's own metrics at `/metrics` and optionally pushed by
+//! Prometheus remote write.
+//!
+//! The `metrics` sink owns the compiled rules; the series live in a
+//! [`Store`] behind a mutex that the sink takes once per batch and the API
+//! takes once per scrape. Nothing here is per-event shared state.
+
+pub mod cost;
+pub mod remote_write;
+pub mod rules;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::event::SharedBatch;
+use crate::telemetry::{Counter, Registry};
+use cost::{CostConfig, Costs};
+use remote_write::RemoteWriteConfig;
+use rules::{Applied, Rule, RuleConfig};
+pub use store::Store;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    pub costs: Option<CostConfig>,
+    /// Default bound on the series of each metric.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    pub remote_write: Option<RemoteWriteConfig>,
+}
+
+fn default_max_series() -> usize {
+    10_000
+}
+
+/// A problem in the configuration: key path below the sink, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfigError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// The store every scrape reads.
+pub type SharedStore = Arc<Mutex<Store>>;
+
+impl crate::telemetry::Render for Mutex<Store> {
+    fn render(&self, out: &mut String) {
+        self.lock().expect("metrics store lock").render(out);
+    }
+}
+
+/// Compiled rules and cost counters of one `metrics` sink.
+pub struct Derived {
+    rules: Vec<Rule>,
+    costs: Option<Costs>,
+    pub store: SharedStore,
+    value_errors: Vec<Counter>,
+    overflow: Vec<(usize, Counter, u64)>,
+    events: Counter,
+}
+
+impl MetricsConfig {
+    /// Checks the configuration without registering anything.
+    pub fn check(&self) -> Result<(), MetricsConfigError> {
+        self.compile(&Registry::default(), "check").map(|_| ())
+    }
+
+    /// Lints that do not stop a pipeline, as `promtool check metrics` would.
+    pub fn warnings(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.kind == rules::MetricType::Counter && !r.name.ends_with("_total") {
+                out.push((
+                    vec!["rules".into(), i.to_string(), "name".into()],
+                    format!(
+                        "counter `{}` does not end in `_total` (kept as written)",
+                        r.name
+                    ),
+                ));
+            }
+            if r.kind != rules::MetricType::Counter && r.name.ends_with("_total") {
+                out.push((
+                    vec!["rules".into(), i.to_string(), "name".into()],
+                    format!("`{}` ends in `_total` but is not a counter", r.name),
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn compile(&self, registry: &Registry, sink: &str) -> Result<Derived, MetricsConfigError> {
+        let mut store = Store::default();
+        let mut compiled = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let rule = r.compile(&mut store, self.max_series).map_err(|e| {
+                let mut path = vec!["rules".to_string(), i.to_string()];
+                path.extend(e.path);
+                MetricsConfigError {
+                    path,
+                    message: e.message,
+                }
+            })?;
+            compiled.push(rule);
+        }
+        let unpriced = registry.counter(
+            "weir_llm_unpriced_events_total",
+            "LLM events whose model is missing from the price table (counted at cost 0).",
+            &[("sink", sink)],
+        );
+        let costs = match &self.costs {
+            None => None,
+            Some(c) => Some(c.compile(&mut store, unpriced).map_err(|e| {
+                let mut path = vec!["costs".to_string()];
+                path.extend(e.path);
+                MetricsConfigError {
+                    path,
+                    message: e.message,
+                }
+            })?),
+        };
+        if let Some(rw) = &self.remote_write {
+            rw.check().map_err(|(key, message)| MetricsConfigError {
+                path: vec!["remote_write".into(), key.into()],
+                message,
+            })?;
+        }
+        let value_errors = compiled
+            .iter()
+            .map(|r| {
+                registry.counter(
+                    "weir_metric_value_errors_total",
+                    "Events a metric rule matched but whose value field was missing or not a usable number.",
+                    &[("metric", &r.name)],
+                )
+            })
+            .collect();
+        let overflow = (0..store.families.len())
+            .map(|f| {
+                let c = registry.counter(
+                    "weir_metric_overflow_samples_total",
+                    "Samples sent to a metric's __overflow__ series because it reached max_series.",
+                    &[("metric", &store.families[f].name)],
+                );
+                (f, c, 0)
+            })
+            .collect();
+        let events = registry.counter(
+            "weir_events_out_total",
+            "Events delivered, by sink.",
+            &[("sink", sink)],
+        );
+        Ok(Derived {
+            rules: compiled,
+            costs,
+            store: Arc::new(Mutex::new(store)),
+            value_errors,
+            overflow,
+            events,
+        })
+    }
+}
+
+impl Derived {
+    /// Applies every rule to every event of a batch, under one lock.
+    pub fn apply(&mut self, batch: &crate::event::Batch) {
+        let mut key = String::new();
+        let mut values = Vec::new();
+        let mut bad = vec![0u64; self.rules.len()];
+        let mut store = self.store.lock().expect("metrics store lock");
+        for e in &batch.events {
+            for (i, r) in self.rules.iter().enumerate() {
+                if r.apply(e, &mut store, &mut key, &mut values) == Applied::BadValue {
+                    bad[i] += 1;
+                }
+            }
+            if let Some(c) = self.costs.as_mut() {
+                c.apply(e, &mut store, &mut key);
+            }
+        }
+        for (fam, counter, seen) in self.overflow.iter_mut() {
+            let now = store.families[*fam].overflowed;
+            if now > *seen {
+                if *seen == 0 {
+                    let f = &store.families[*fam];
+                    tracing::warn!(metric = %f.name, max_series = f.max_series, "metric reached max_series; new label sets go to its __overflow__ series");
+                }
+                counter.add(now - *seen);
+                *seen = now;
+            }
+        }
+        drop(store);
+        for (c, n) in self.value_errors.iter().zip(bad) {
+            c.add(n);
+        }
+        self.events.add(batch.events.len() as u64);
+    }
+}
+
+/// Runs a `metrics` sink until its inputs close. Each batch is acknowledged
+/// once it has been counted.
+pub async fn run(mut derived: Derived, mut input: mpsc::Receiver<SharedBatch>) {
+    while let Some(batch) = input.recv().await {
+        derived.apply(&batch);
+    }
+}

@@ -1,0 +1,655 @@
+//! Log-to-metric rules: which events count, into which series, by how much.
+//!
+//! ```yaml
+//! - name: fastapi_request_duration_seconds
+//!   type: histogram            # counter | gauge | histogram
+//!   when: {field: event, equals: api_request}
+//!   value: duration_ms         # counter: add it (default +1); gauge: set/inc/dec by it; histogram: observe it
+//!   scale: 0.001               # ms → s
+//!   labels:
+//!     method: "{{ method }}"   # a template over fields
+//!     kind: api                # a fixed value
+//!     error_type: {field: error, pattern: '^(\w+)'}   # a field's first regex capture
+//! ```
+//!
+//! A label whose field is missing is empty, never an error. An event whose
+//! value field is missing or not a number is skipped for that rule and
+//! counted. Names and label names are checked against Prometheus' rules.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::store::{DEFAULT_BUCKETS, FamilyId, Kind, Store};
+use crate::event::Event;
+use crate::transform::condition::{Condition, ConditionConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GaugeAction {
+    Set,
+    Inc,
+    Dec,
+}
+
+/// A label value: a template string, or a field with an extracting regex.
+#[derive(Debug, Clone)]
+pub enum LabelConfig {
+    Template(String),
+    Field {
+        field: String,
+        pattern: Option<String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for LabelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LabelConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a label value (text or \"{{ field }}\") or {field: …, pattern: …}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelConfig, E> {
+                Ok(LabelConfig::Template(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelConfig, E> {
+                Ok(LabelConfig::Template(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelConfig, E> {
+                Ok(LabelConfig::Template(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LabelConfig, E> {
+                Ok(LabelConfig::Template(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<LabelConfig, A::Error> {
+                let (mut field, mut pattern) = (None, None);
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "field" => field = Some(m.next_value::<String>()?),
+                        "pattern" => pattern = Some(m.next_value::<String>()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["field", "pattern"]));
+                        }
+                    }
+                }
+                let field = field.ok_or_else(|| de::Error::missing_field("field"))?;
+                Ok(LabelConfig::Field { field, pattern })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: MetricType,
+    #[serde(default)]
+    pub help: String,
+    pub when: Option<ConditionConfig>,
+    #[serde(default)]
+    pub labels: indexmap_lite::OrderedMap<LabelConfig>,
+    pub value: Option<String>,
+    #[serde(default = "one")]
+    pub scale: f64,
+    pub action: Option<GaugeAction>,
+    pub buckets: Option<Vec<f64>>,
+    pub max_series: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A config problem inside one rule: the key path below the rule, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+fn err(path: &[&str], message: impl Into<String>) -> RuleError {
+    RuleError {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        message: message.into(),
+    }
+}
+
+/// Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
+pub fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    Field(String),
+}
+
+#[derive(Debug, Clone)]
+enum Label {
+    Static(String),
+    Template(Vec<Part>),
+    Field(String, Option<regex::Regex>),
+}
+
+/// Parses `"{{ a }}-{{b}}"` into parts.
+fn parse_template(t: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            parts.push(Part::Lit(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .ok_or_else(|| format!("`{{{{` without `}}}}` in `{t}`"))?;
+        let field = after[..close].trim();
+        if field.is_empty() || field.contains(char::is_whitespace) {
+            return Err(format!(
+                "`{{{{ {field} }}}}` in `{t}` should name one field, e.g. `{{{{ path }}}}`"
+            ));
+        }
+        parts.push(Part::Field(field.to_string()));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Lit(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    CounterAdd,
+    GaugeSet,
+    GaugeAdd(f64),
+    Observe,
+}
+
+/// A compiled rule bound to its family in the store.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub family: FamilyId,
+    pub name: String,
+    when: Option<Condition>,
+    labels: Vec<Label>,
+    value: Option<String>,
+    scale: f64,
+    action: Action,
+}
+
+impl RuleConfig {
+    /// Checks the rule and registers its family in `store`.
+    pub fn compile<S: std::hash::BuildHasher + Clone>(
+        &self,
+        store: &mut Store<S>,
+        default_max_series: usize,
+    ) -> Result<Rule, RuleError> {
+        if !valid_metric_name(&self.name) {
+            return Err(err(
+                &["name"],
+                format!(
+                    "`{}` is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                    self.name
+                ),
+            ));
+        }
+        let mut label_names = Vec::new();
+        let mut labels = Vec::new();
+        for (name, spec) in self.labels.iter() {
+            if !valid_label_name(name) {
+                return Err(err(
+                    &["labels", name],
+                    format!(
+                        "`{name}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+                    ),
+                ));
+            }
+            if name == "le" && self.kind == MetricType::Histogram {
+                return Err(err(
+                    &["labels", name],
+                    "`le` is the bucket label of a histogram; name this label differently",
+                ));
+            }
+            label_names.push(name.clone());
+            labels.push(match spec {
+                LabelConfig::Template(t) if t.contains("{{") => {
+                    Label::Template(parse_template(t).map_err(|m| err(&["labels", name], m))?)
+                }
+                LabelConfig::Template(t) => Label::Static(t.clone()),
+                LabelConfig::Field { field, pattern } => {
+                    let re = match pattern {
+                        None => None,
+                        Some(p) => {
+                            let re = regex::Regex::new(p).map_err(|e| {
+                                err(&["labels", name, "pattern"], format!("invalid regex: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))
+                            })?;
+                            if re.captures_len() < 2 {
+                                return Err(err(&["labels", name, "pattern"], "the pattern needs a capture group: its first group is the label value"));
+                            }
+                            Some(re)
+                        }
+                    };
+                    Label::Field(field.clone(), re)
+                }
+            });
+        }
+        let when = match &self.when {
+            None => None,
+            Some(c) => Some(c.compile().map_err(|e| {
+                let mut path = vec!["when".to_string()];
+                path.extend(e.path);
+                RuleError {
+                    path,
+                    message: e.message,
+                }
+            })?),
+        };
+        let (kind, action) = match self.kind {
+            MetricType::Counter => {
+                if self.action.is_some() {
+                    return Err(err(
+                        &["action"],
+                        "`action` is for gauges; a counter adds `value` (or 1)",
+                    ));
+                }
+                (Kind::Counter, Action::CounterAdd)
+            }
+            MetricType::Gauge => {
+                let action = match (self.action, &self.value) {
+                    (Some(GaugeAction::Set) | None, Some(_)) => Action::GaugeSet,
+                    (Some(GaugeAction::Set) | None, None) => {
+                        return Err(err(
+                            &["value"],
+                            "a gauge that is set needs `value: <field>`; or use `action: inc` / `dec`",
+                        ));
+                    }
+                    (Some(GaugeAction::Inc), _) => Action::GaugeAdd(1.0),
+                    (Some(GaugeAction::Dec), _) => Action::GaugeAdd(-1.0),
+                };
+                (Kind::Gauge, action)
+            }
+            MetricType::Histogram => {
+                if self.value.is_none() {
+                    return Err(err(
+                        &["value"],
+                        "a histogram observes a number: add `value: <field>`",
+                    ));
+                }
+                let buckets = self
+                    .buckets
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+                if buckets.is_empty()
+                    || buckets.windows(2).any(|w| w[0] >= w[1])
+                    || buckets.iter().any(|b| !b.is_finite())
+                {
+                    return Err(err(
+                        &["buckets"],
+                        "buckets must be finite and strictly increasing (+Inf is added for you)",
+                    ));
+                }
+                (Kind::Histogram { buckets }, Action::Observe)
+            }
+        };
+        if self.action.is_some() && self.kind != MetricType::Gauge {
+            return Err(err(&["action"], "`action` applies to gauges only"));
+        }
+        let max_series = self.max_series.unwrap_or(default_max_series);
+        let family = store
+            .family(&self.name, &self.help, kind, &label_names, max_series)
+            .map_err(|m| err(&["name"], m))?;
+        Ok(Rule {
+            family,
+            name: self.name.clone(),
+            when,
+            labels,
+            value: self.value.clone(),
+            scale: self.scale,
+            action,
+        })
+    }
+}
+
+/// What applying a rule to an event did, for the self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    NotMatched,
+    Updated,
+    /// Matched, but the value field was missing or not a number.
+    BadValue,
+}
+
+impl Rule {
+    /// Applies the rule to one event. `key` and `values` are scratch space.
+    pub fn apply<S: std::hash::BuildHasher + Clone>(
+        &self,
+        event: &Event,
+        store: &mut Store<S>,
+        key: &mut String,
+        values: &mut Vec<String>,
+    ) -> Applied {
+        if let Some(c) = &self.when
+            && !c.matches(event)
+        {
+            return Applied::NotMatched;
+        }
+        let v = match (&self.value, &self.action) {
+            (_, Action::GaugeAdd(d)) => match &self.value {
+                None => *d,
+                Some(f) => match event.get_f64(f) {
+                    Some(x) if x.is_finite() => x * self.scale * d,
+                    _ => return Applied::BadValue,
+                },
+            },
+            (None, _) => 1.0,
+            (Some(f), _) => match event.get_f64(f) {
+                Some(x) if x.is_finite() => x * self.scale,
+                _ => return Applied::BadValue,
+            },
+        };
+        if matches!(self.action, Action::CounterAdd) && v < 0.0 {
+            return Applied::BadValue;
+        }
+        values.resize(self.labels.len(), String::new());
+        for (slot, label) in values.iter_mut().zip(&self.labels) {
+            slot.clear();
+            match label {
+                Label::Static(s) => slot.push_str(s),
+                Label::Template(parts) => {
+                    for p in parts {
+                        match p {
+                            Part::Lit(s) => slot.push_str(s),
+                            Part::Field(f) => {
+                                slot.push_str(&event.get_text(f).unwrap_or(Cow::Borrowed("")))
+                            }
+                        }
+                    }
+                }
+                Label::Field(f, re) => {
+                    let text = event.get_text(f).unwrap_or(Cow::Borrowed(""));
+                    match re {
+                        None => slot.push_str(&text),
+                        Some(re) => {
+                            if let Some(m) = re.captures(&text).and_then(|c| c.get(1)) {
+                                slot.push_str(m.as_str());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let series = store.series(self.family, &refs, key);
+        match self.action {
+            Action::CounterAdd | Action::GaugeAdd(_) => store.add(self.family, series, v),
+            Action::GaugeSet => store.set(self.family, series, v),
+            Action::Observe => store.observe(self.family, series, v),
+        }
+        Applied::Updated
+    }
+}
+
+/// A string-keyed map that keeps the order the keys were written in, so
+/// labels come out in the order the user wrote them.
+pub mod indexmap_lite {
+    use serde::Deserialize;
+    use serde::de::{Deserializer, MapAccess, Visitor};
+
+    #[derive(Debug, Clone)]
+    pub struct OrderedMap<V>(pub Vec<(String, V)>);
+
+    impl<V> Default for OrderedMap<V> {
+        fn default() -> Self {
+            OrderedMap(Vec::new())
+        }
+    }
+
+    impl<V> OrderedMap<V> {
+        pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+            self.0.iter().map(|(k, v)| (k, v))
+        }
+    }
+
+    impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Vis<V>(std::marker::PhantomData<V>);
+            impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+                type Value = OrderedMap<V>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a mapping")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = m.next_entry::<String, V>()? {
+                        if out.iter().any(|(x, _): &(String, V)| *x == k) {
+                            return Err(serde::de::Error::custom(format!("`{k}` is listed twice")));
+                        }
+                        out.push((k, v));
+                    }
+                    Ok(OrderedMap(out))
+                }
+            }
+            d.deserialize_map(Vis(std::marker::PhantomData))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(yaml: &str, store: &mut Store) -> Result<Rule, RuleError> {
+        crate::config::node::Node::parse(yaml)
+            .unwrap()
+            .deserialize::<RuleConfig>()
+            .unwrap()
+            .compile(store, 100)
+    }
+
+    fn ev(line: &str) -> Event {
+        crate::decode::json::decode_object(line.into(), 0).unwrap()
+    }
+
+    fn render(store: &Store) -> String {
+        let mut s = String::new();
+        store.render(&mut s);
+        s
+    }
+
+    #[test]
+    fn counter_with_templates_static_and_missing_fields() {
+        let mut st = Store::default();
+        let r = rule(
+            "name: req_total\ntype: counter\nwhen: {field: event, equals: api}\nlabels: {path: '{{ path }}', code: '{{status}}', kind: web, who: 'u-{{ user }}'}\n",
+            &mut st,
+        )
+        .unwrap();
+        let (mut k, mut v) = (String::new(), Vec::new());
+        assert_eq!(
+            r.apply(
+                &ev(r#"{"event":"api","path":"/chat","status":200}"#),
+                &mut st,
+                &mut k,
+                &mut v
+            ),
+            Applied::Updated
+        );
+        r.apply(
+            &ev(r#"{"event":"api","path":"/chat","status":200,"user":"x"}"#),
+            &mut st,
+            &mut k,
+            &mut v,
+        );
+        assert_eq!(
+            r.apply(&ev(r#"{"event":"other"}"#), &mut st, &mut k, &mut v),
+            Applied::NotMatched
+        );
+        let out = render(&st);
+        assert!(
+            out.contains("req_total{path=\"/chat\",code=\"200\",kind=\"web\",who=\"u-\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("req_total{path=\"/chat\",code=\"200\",kind=\"web\",who=\"u-x\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn counter_by_field_histogram_with_scale_and_bad_values() {
+        let mut st = Store::default();
+        let tokens = rule("name: tok_total\ntype: counter\nvalue: n\n", &mut st).unwrap();
+        let hist = rule(
+            "name: lat_seconds\ntype: histogram\nvalue: ms\nscale: 0.001\nbuckets: [0.1, 1]\n",
+            &mut st,
+        )
+        .unwrap();
+        let (mut k, mut v) = (String::new(), Vec::new());
+        tokens.apply(&ev(r#"{"n": 120}"#), &mut st, &mut k, &mut v);
+        tokens.apply(&ev(r#"{"n": "30"}"#), &mut st, &mut k, &mut v);
+        assert_eq!(
+            tokens.apply(&ev(r#"{"n": "many"}"#), &mut st, &mut k, &mut v),
+            Applied::BadValue
+        );
+        assert_eq!(
+            tokens.apply(&ev(r#"{"n": -1}"#), &mut st, &mut k, &mut v),
+            Applied::BadValue
+        );
+        hist.apply(&ev(r#"{"ms": 250}"#), &mut st, &mut k, &mut v);
+        hist.apply(&ev(r#"{"ms": 50}"#), &mut st, &mut k, &mut v);
+        let out = render(&st);
+        assert!(out.contains("tok_total 150\n"), "{out}");
+        assert!(
+            out.contains("lat_seconds_bucket{le=\"0.1\"} 1\nlat_seconds_bucket{le=\"1\"} 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("lat_seconds_count 2\n"), "{out}");
+    }
+
+    #[test]
+    fn gauges_go_up_and_down_across_rules() {
+        let mut st = Store::default();
+        let up = rule(
+            "name: active\ntype: gauge\nwhen: {field: e, equals: open}\naction: inc\n",
+            &mut st,
+        )
+        .unwrap();
+        let down = rule(
+            "name: active\ntype: gauge\nwhen: {field: e, equals: close}\naction: dec\n",
+            &mut st,
+        )
+        .unwrap();
+        let set = rule("name: temp\ntype: gauge\nvalue: t\n", &mut st).unwrap();
+        let (mut k, mut v) = (String::new(), Vec::new());
+        for e in [r#"{"e":"open"}"#, r#"{"e":"open"}"#, r#"{"e":"close"}"#] {
+            up.apply(&ev(e), &mut st, &mut k, &mut v);
+            down.apply(&ev(e), &mut st, &mut k, &mut v);
+        }
+        set.apply(&ev(r#"{"t": 3.5}"#), &mut st, &mut k, &mut v);
+        set.apply(&ev(r#"{"t": 1.5}"#), &mut st, &mut k, &mut v);
+        let out = render(&st);
+        assert!(out.contains("active 1\n"), "{out}");
+        assert!(out.contains("temp 1.5\n"), "{out}");
+    }
+
+    #[test]
+    fn regex_label_takes_the_first_group() {
+        let mut st = Store::default();
+        let r = rule("name: err_total\ntype: counter\nlabels: {error_type: {field: error, pattern: '^(\\w+)'}}\n", &mut st).unwrap();
+        let (mut k, mut v) = (String::new(), Vec::new());
+        r.apply(
+            &ev(r#"{"error":"ReadTimeout: timed out"}"#),
+            &mut st,
+            &mut k,
+            &mut v,
+        );
+        assert!(render(&st).contains("err_total{error_type=\"ReadTimeout\"} 1\n"));
+    }
+
+    #[test]
+    fn names_and_shapes_are_checked() {
+        let mut st = Store::default();
+        assert_eq!(
+            rule("name: 1bad\ntype: counter\n", &mut st)
+                .unwrap_err()
+                .path,
+            ["name"]
+        );
+        assert_eq!(
+            rule("name: ok\ntype: counter\nlabels: {__x: a}\n", &mut st)
+                .unwrap_err()
+                .path,
+            ["labels", "__x"]
+        );
+        assert_eq!(
+            rule("name: h\ntype: histogram\n", &mut st)
+                .unwrap_err()
+                .path,
+            ["value"]
+        );
+        assert_eq!(
+            rule(
+                "name: h\ntype: histogram\nvalue: v\nlabels: {le: x}\n",
+                &mut st
+            )
+            .unwrap_err()
+            .path,
+            ["labels", "le"]
+        );
+        assert_eq!(
+            rule(
+                "name: h\ntype: histogram\nvalue: v\nbuckets: [1, 0.5]\n",
+                &mut st
+            )
+            .unwrap_err()
+            .path,
+            ["buckets"]
+        );
+        assert_eq!(
+            rule("name: g\ntype: gauge\n", &mut st).unwrap_err().path,
+            ["value"]
+        );
+        assert_eq!(
+            rule("name: t\ntype: counter\nlabels: {a: '{{ }}'}\n", &mut st)
+                .unwrap_err()
+                .path,
+            ["labels", "a"]
+        );
+        rule("name: same\ntype: counter\n", &mut st).unwrap();
+        assert!(
+            rule("name: same\ntype: gauge\naction: inc\n", &mut st)
+                .unwrap_err()
+                .message
+                .contains("one name, one type")
+        );
+    }
+}
