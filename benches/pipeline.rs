@@ -11,6 +11,8 @@
 //!   sink; afterwards the output files must hold exactly as many lines as the input.
 //! - **(c) stdin → blackhole**: the same with a `blackhole` sink.
 //! - **(d) file → blackhole**: a `file` source (`read_from: beginning`) instead of stdin.
+//! - **(f) stdin → blackhole + metrics**: (c) plus the `metrics` sink of
+//!   `pipelines/feynman.yaml` (every rule and the cost counters).
 //!
 //! Every weir run gets a fresh temporary `data_dir` (so no checkpoints carry over),
 //! `api.enabled: false`, and `--metrics-file`; the run must exit 0 and its
@@ -37,7 +39,8 @@
 //! work per line relative to the floor, whatever the parallelism; 1.0 means weir
 //! spends exactly a parse's worth of CPU per line. MB/s counts input bytes, 10^6 per MB.
 //!
-//! Targets: (c) lines/s ≥ floor lines/s; peak RSS of (b) and (c) < 32 MiB.
+//! Targets: (c) lines/s ≥ floor lines/s; peak RSS of (b) and (c) < 32 MiB; (f) costs
+//! at most 25% more CPU than (c).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -72,6 +75,8 @@ enum Source {
 enum SinkKind {
     File,
     Blackhole,
+    /// A blackhole plus the `metrics` sink of pipelines/feynman.yaml.
+    BlackholeAndMetrics,
 }
 
 struct Case {
@@ -80,7 +85,7 @@ struct Case {
     sink: SinkKind,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         label: "(b) weir stdin -> file",
         source: Source::Stdin,
@@ -96,7 +101,24 @@ const CASES: [Case; 3] = [
         source: Source::File,
         sink: SinkKind::Blackhole,
     },
+    Case {
+        label: "(f) weir stdin -> blackhole + metrics",
+        source: Source::Stdin,
+        sink: SinkKind::BlackholeAndMetrics,
+    },
 ];
+
+/// The `metrics` sink of pipelines/feynman.yaml, reading from `in`.
+fn feynman_metrics_sink() -> String {
+    let text = include_str!("../pipelines/feynman.yaml");
+    let start = text
+        .find("\n  metrics:\n")
+        .expect("feynman.yaml has a metrics sink")
+        + 1;
+    text[start..]
+        .replace("inputs: [app_logs, app_stdout]", "inputs: [in]")
+        .replace("${DAILY_COST_LIMIT_USD:-100}", "100")
+}
 
 fn main() -> ExitCode {
     match bench() {
@@ -365,6 +387,11 @@ fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
             let _ = writeln!(y, "    type: blackhole");
             let _ = writeln!(y, "    inputs: [in]");
         }
+        SinkKind::BlackholeAndMetrics => {
+            let _ = writeln!(y, "    type: blackhole");
+            let _ = writeln!(y, "    inputs: [in]");
+            y.push_str(&feynman_metrics_sink());
+        }
     }
     y
 }
@@ -557,9 +584,21 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
             .expect("every case ran")
     };
     let floor_lps = lines_per_s(floor, lines);
-    let (b, c) = (get("(b)"), get("(c)"));
+    let (b, c, f) = (get("(b)"), get("(c)"), get("(f)"));
     let c_lps = lines_per_s(&c, lines);
+    let cpu = |m: &Measure| m.cpu.as_secs_f64();
+    let added = cpu(&f) / cpu(&c) - 1.0;
     vec![
+        (
+            format!(
+                "(f) deriving feynman.yaml's metrics adds <= 25% CPU to (c): {:+.1}% ({:.2} s vs {:.2} s; wall {:+.1}%)",
+                added * 100.0,
+                cpu(&f),
+                cpu(&c),
+                (f.wall.as_secs_f64() / c.wall.as_secs_f64() - 1.0) * 100.0
+            ),
+            added <= 0.25,
+        ),
         (
             format!(
                 "(c) stdin -> blackhole lines/s >= floor lines/s: {c_lps:.0} vs {floor_lps:.0} ({:.2}x)",

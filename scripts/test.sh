@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, as "command:package". None yet: the tests
-# that start Prometheus, Alertmanager or VictoriaMetrics add theirs here.
-NEEDED=()
+# Debian packages the tests use, as "command:package": tests/metrics.rs
+# starts a real Prometheus and VictoriaMetrics on 127.0.0.1 and runs promtool.
+NEEDED=(prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics)
 missing=()
 for pair in "${NEEDED[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

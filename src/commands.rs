@@ -216,18 +216,34 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// `weir generate`: synthetic logs in the seed app's format.
-pub fn generate(lines: u64, seed: u64, malformed: bool, output: Option<&Path>) -> ExitCode {
+/// `weir generate`: synthetic logs in the seed app's format, and optionally
+/// the exact metrics pipelines/feynman.yaml must derive from them.
+pub fn generate(
+    lines: u64,
+    seed: u64,
+    malformed: bool,
+    output: Option<&Path>,
+    truth: Option<&Path>,
+) -> ExitCode {
     let opts = crate::workload::WorkloadOptions {
         seed,
         malformed,
         ..Default::default()
     };
     let mut w = crate::workload::Workload::new(opts);
+    if truth.is_some() {
+        w.track_truth();
+    }
     let result = match output {
         Some(p) => std::fs::File::create(p).and_then(|f| w.write_lines(lines, f)),
         None => w.write_lines(lines, std::io::stdout().lock()),
-    };
+    }
+    .and_then(|_| match (truth, w.truth()) {
+        (Some(p), Some(t)) => {
+            std::fs::File::create(p).and_then(|f| t.write_exposition(std::io::BufWriter::new(f)))
+        }
+        _ => Ok(()),
+    });
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -49,6 +49,10 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Also write the metrics pipelines/feynman.yaml must derive from
+        /// these lines (Prometheus text format), for exact comparisons.
+        #[arg(long, value_name = "PATH")]
+        truth: Option<PathBuf>,
     },
 }
 
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             seed,
             clean,
             output,
-        } => commands::generate(lines, seed, !clean, output.as_deref()),
+            truth,
+        } => commands::generate(lines, seed, !clean, output.as_deref(), truth.as_deref()),
     }
 }

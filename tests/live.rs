@@ -162,7 +162,8 @@ fn a_last_line_without_newline_is_emitted_after_line_timeout() {
     s.write("logs/a.log", "{\"done\": 1}\n{\"partial\": 2}");
     let w = Running::start(s.weir(&["run", &p]));
     w.api_address();
-    wait_until(SECS, || s.output_lines().len() == 2).expect("partial line emitted after the timeout");
+    wait_until(SECS, || s.output_lines().len() == 2)
+        .expect("partial line emitted after the timeout");
     assert_eq!(s.output_lines()[1], "{\"partial\": 2}");
     w.signal(libc::SIGTERM);
     assert_eq!(w.wait(SECS).0, 0);
@@ -179,7 +180,12 @@ fn hundreds_of_files_in_one_directory() {
             s.path("logs").display()
         ),
     );
-    let line = |f: usize, n: usize| format!("{{\"file\": {f}, \"n\": {n}, \"pad\": \"{}\"}}\n", "z".repeat(250));
+    let line = |f: usize, n: usize| {
+        format!(
+            "{{\"file\": {f}, \"n\": {n}, \"pad\": \"{}\"}}\n",
+            "z".repeat(250)
+        )
+    };
     for f in 0..300 {
         s.write(&format!("logs/f{f:03}.log"), line(f, 0));
     }
@@ -187,7 +193,10 @@ fn hundreds_of_files_in_one_directory() {
     let addr = w.api_address();
     wait_until(SECS, || s.output_lines().len() == 300).expect("first lines of 300 files");
     for f in 0..300 {
-        let mut h = std::fs::OpenOptions::new().append(true).open(s.path(&format!("logs/f{f:03}.log"))).unwrap();
+        let mut h = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.path(&format!("logs/f{f:03}.log")))
+            .unwrap();
         h.write_all(line(f, 1).as_bytes()).unwrap();
     }
     wait_until(SECS, || s.output_lines().len() == 600).expect("appended lines of 300 files");

@@ -299,7 +299,7 @@ impl Costs {
             let spent = store.get(self.daily, s);
             let r = store.series(self.remaining, &[&date], key);
             store.set(self.remaining, r, budget - spent);
-            let b = store.series(self.budget_family, &[], key);
+            let b = store.series::<&str>(self.budget_family, &[], key);
             store.set(self.budget_family, b, budget);
         }
         if self.newest_day.is_none_or(|n| day > n) {

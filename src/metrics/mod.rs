@@ -12,6 +12,7 @@ pub mod remote_write;
 pub mod rules;
 pub mod store;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::event::SharedBatch;
 use crate::telemetry::{Counter, Registry};
+use crate::transform::condition::Condition;
 use cost::{CostConfig, Costs};
 use remote_write::RemoteWriteConfig;
 use rules::{Applied, Rule, RuleConfig};
@@ -56,9 +58,21 @@ impl crate::telemetry::Render for Mutex<Store> {
     }
 }
 
+/// Rules indexed by the value of one field they all test for equality
+/// (usually `event`), so each event is checked against the few rules that
+/// can match instead of all of them.
+struct Dispatch {
+    field: String,
+    /// Value → (rule, what else that rule checks).
+    by_value: HashMap<String, Vec<(usize, Option<Condition>)>>,
+}
+
 /// Compiled rules and cost counters of one `metrics` sink.
 pub struct Derived {
     rules: Vec<Rule>,
+    dispatch: Vec<Dispatch>,
+    /// Rules without an indexable equality.
+    always: Vec<usize>,
     costs: Option<Costs>,
     pub store: SharedStore,
     value_errors: Vec<Counter>,
@@ -156,7 +170,35 @@ impl MetricsConfig {
             "Events delivered, by sink.",
             &[("sink", sink)],
         );
+        let mut dispatch: Vec<Dispatch> = Vec::new();
+        let mut always = Vec::new();
+        for (i, r) in compiled.iter().enumerate() {
+            match r.when().and_then(|c| c.split_key()) {
+                Some((field, values, rest)) => {
+                    let d = match dispatch.iter().position(|d| d.field == field) {
+                        Some(d) => d,
+                        None => {
+                            dispatch.push(Dispatch {
+                                field,
+                                by_value: HashMap::new(),
+                            });
+                            dispatch.len() - 1
+                        }
+                    };
+                    for v in values {
+                        dispatch[d]
+                            .by_value
+                            .entry(v)
+                            .or_default()
+                            .push((i, rest.clone()));
+                    }
+                }
+                None => always.push(i),
+            }
+        }
         Ok(Derived {
+            dispatch,
+            always,
             rules: compiled,
             costs,
             store: Arc::new(Mutex::new(store)),
@@ -175,8 +217,23 @@ impl Derived {
         let mut bad = vec![0u64; self.rules.len()];
         let mut store = self.store.lock().expect("metrics store lock");
         for e in &batch.events {
-            for (i, r) in self.rules.iter().enumerate() {
-                if r.apply(e, &mut store, &mut key, &mut values) == Applied::BadValue {
+            for d in &self.dispatch {
+                let Some(value) = e.get_text(&d.field) else {
+                    continue;
+                };
+                let Some(rules) = d.by_value.get(value.as_ref()) else {
+                    continue;
+                };
+                for (i, rest) in rules {
+                    if self.rules[*i].apply_if(rest.as_ref(), e, &mut store, &mut key, &mut values)
+                        == Applied::BadValue
+                    {
+                        bad[*i] += 1;
+                    }
+                }
+            }
+            for &i in &self.always {
+                if self.rules[i].apply(e, &mut store, &mut key, &mut values) == Applied::BadValue {
                     bad[i] += 1;
                 }
             }

@@ -349,6 +349,11 @@ pub enum Applied {
 }
 
 impl Rule {
+    /// The condition, for callers that index rules (see `Condition::split_key`).
+    pub fn when(&self) -> Option<&Condition> {
+        self.when.as_ref()
+    }
+
     /// Applies the rule to one event. `key` and `values` are scratch space.
     pub fn apply<S: std::hash::BuildHasher + Clone>(
         &self,
@@ -357,7 +362,20 @@ impl Rule {
         key: &mut String,
         values: &mut Vec<String>,
     ) -> Applied {
-        if let Some(c) = &self.when
+        self.apply_if(self.when.as_ref(), event, store, key, values)
+    }
+
+    /// Applies the rule if `condition` (part of its own, the rest already
+    /// known to hold) matches.
+    pub fn apply_if<S: std::hash::BuildHasher + Clone>(
+        &self,
+        condition: Option<&Condition>,
+        event: &Event,
+        store: &mut Store<S>,
+        key: &mut String,
+        values: &mut Vec<String>,
+    ) -> Applied {
+        if let Some(c) = condition
             && !c.matches(event)
         {
             return Applied::NotMatched;
@@ -407,8 +425,7 @@ impl Rule {
                 }
             }
         }
-        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        let series = store.series(self.family, &refs, key);
+        let series = store.series(self.family, values, key);
         match self.action {
             Action::CounterAdd | Action::GaugeAdd(_) => store.add(self.family, series, v),
             Action::GaugeSet => store.set(self.family, series, v),

@@ -80,9 +80,10 @@ impl Default for Store {
     }
 }
 
-fn encode_key(key: &mut String, values: &[&str]) {
+fn encode_key<V: AsRef<str>>(key: &mut String, values: &[V]) {
     key.clear();
     for v in values {
+        let v = v.as_ref();
         let _ = write!(key, "{}:", v.len());
         key.push_str(v);
     }
@@ -142,7 +143,12 @@ impl<S: BuildHasher + Clone> Store<S> {
 
     /// The series for these label values, created if there is room, else the
     /// overflow series. `key` is scratch space reused between calls.
-    pub fn series(&mut self, fam: FamilyId, values: &[&str], key: &mut String) -> usize {
+    pub fn series<V: AsRef<str>>(
+        &mut self,
+        fam: FamilyId,
+        values: &[V],
+        key: &mut String,
+    ) -> usize {
         encode_key(key, values);
         let f = &mut self.families[fam];
         if let Some(&i) = f.index.get(key.as_str()) {
@@ -158,7 +164,7 @@ impl<S: BuildHasher + Clone> Store<S> {
             f.overflow = Some(i);
             return i;
         }
-        let i = f.push_series(values.iter().map(|v| Box::from(*v)).collect());
+        let i = f.push_series(values.iter().map(|v| Box::from(v.as_ref())).collect());
         f.index.insert(key.as_str().into(), i);
         i
     }

@@ -167,6 +167,49 @@ impl ConditionConfig {
 }
 
 impl Condition {
+    /// Splits off a leading "field equals one of these values" test, so a
+    /// caller with many conditions can look the field up once per event and
+    /// index conditions by its value. Returns the field, its values, and
+    /// what is left to check (if anything).
+    pub fn split_key(&self) -> Option<(String, Vec<String>, Option<Condition>)> {
+        let key = |c: &Condition| -> Option<(String, Vec<String>, Option<Condition>)> {
+            let Condition::Field(name, tests) = c else {
+                return None;
+            };
+            let pos = tests
+                .iter()
+                .position(|t| matches!(t, Test::Equals(_) | Test::OneOf(_)))?;
+            let values = match &tests[pos] {
+                Test::Equals(v) => vec![v.clone()],
+                Test::OneOf(vs) => vs.clone(),
+                _ => unreachable!(),
+            };
+            let mut rest = tests.clone();
+            rest.remove(pos);
+            let rest = (!rest.is_empty()).then(|| Condition::Field(name.clone(), rest));
+            Some((name.clone(), values, rest))
+        };
+        match self {
+            Condition::All(cs) => cs.iter().enumerate().find_map(|(i, c)| {
+                let (field, values, rest) = key(c)?;
+                let mut others: Vec<Condition> = cs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                others.extend(rest);
+                let rest = match others.len() {
+                    0 => None,
+                    1 => others.pop(),
+                    _ => Some(Condition::All(others)),
+                };
+                Some((field, values, rest))
+            }),
+            c => key(c),
+        }
+    }
+
     pub fn matches(&self, event: &Event) -> bool {
         match self {
             Condition::All(cs) => cs.iter().all(|c| c.matches(event)),
@@ -248,6 +291,24 @@ mod tests {
         let c = cond("any: [{field: a, exists: true}, {field: b, exists: true}]").unwrap();
         assert!(c.matches(&ev(r#"{"b":1}"#)));
         assert!(!c.matches(&ev(r#"{"c":1}"#)));
+    }
+
+    #[test]
+    fn a_leading_equality_splits_off() {
+        let c =
+            cond("all:\n  - {field: level, equals: ERROR}\n  - {field: event, one_of: [a, b]}\n")
+                .unwrap();
+        let (field, values, rest) = c.split_key().unwrap();
+        assert_eq!(
+            (field.as_str(), values),
+            ("level", vec!["ERROR".to_string()])
+        );
+        let rest = rest.unwrap();
+        assert!(rest.matches(&ev(r#"{"event":"b"}"#)));
+        assert!(!rest.matches(&ev(r#"{"event":"c"}"#)));
+        assert!(cond("{field: x, gt: 1}").unwrap().split_key().is_none());
+        let (_, _, rest) = cond("{field: x, equals: 1}").unwrap().split_key().unwrap();
+        assert!(rest.is_none());
     }
 
     #[test]

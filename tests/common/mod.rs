@@ -173,7 +173,12 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> 
 
 /// A minimal HTTP/1.0 GET on loopback: (status, content type, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to weir's API");
+    try_http_get(addr, path).unwrap_or_else(|| panic!("cannot connect to {addr}"))
+}
+
+/// Like [`http_get`], but `None` while nothing listens yet.
+pub fn try_http_get(addr: &str, path: &str) -> Option<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut raw = String::new();
@@ -188,7 +193,7 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String, String) {
                 .then(|| v.trim().to_string())
         })
         .unwrap_or_default();
-    (status, ctype, body.to_string())
+    Some((status, ctype, body.to_string()))
 }
 
 /// The value of one sample in a Prometheus text exposition.
