@@ -15,6 +15,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod template;
 pub mod topology;
 pub mod transform;
 pub mod workload;

@@ -16,12 +16,11 @@
 //! value field is missing or not a number is skipped for that rule and
 //! counted. Names and label names are checked against Prometheus' rules.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use super::store::{DEFAULT_BUCKETS, FamilyId, Kind, Store};
 use crate::event::Event;
+use crate::template::{Template, TemplateConfig};
 use crate::transform::condition::{Condition, ConditionConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,56 +39,6 @@ pub enum GaugeAction {
     Dec,
 }
 
-/// A label value: a template string, or a field with an extracting regex.
-#[derive(Debug, Clone)]
-pub enum LabelConfig {
-    Template(String),
-    Field {
-        field: String,
-        pattern: Option<String>,
-    },
-}
-
-impl<'de> Deserialize<'de> for LabelConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::{self, MapAccess, Visitor};
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LabelConfig;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a label value (text or \"{{ field }}\") or {field: …, pattern: …}")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelConfig, E> {
-                Ok(LabelConfig::Template(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelConfig, E> {
-                Ok(LabelConfig::Template(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelConfig, E> {
-                Ok(LabelConfig::Template(v.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LabelConfig, E> {
-                Ok(LabelConfig::Template(v.to_string()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<LabelConfig, A::Error> {
-                let (mut field, mut pattern) = (None, None);
-                while let Some(k) = m.next_key::<String>()? {
-                    match k.as_str() {
-                        "field" => field = Some(m.next_value::<String>()?),
-                        "pattern" => pattern = Some(m.next_value::<String>()?),
-                        other => {
-                            return Err(de::Error::unknown_field(other, &["field", "pattern"]));
-                        }
-                    }
-                }
-                let field = field.ok_or_else(|| de::Error::missing_field("field"))?;
-                Ok(LabelConfig::Field { field, pattern })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -100,7 +49,7 @@ pub struct RuleConfig {
     pub help: String,
     pub when: Option<ConditionConfig>,
     #[serde(default)]
-    pub labels: indexmap_lite::OrderedMap<LabelConfig>,
+    pub labels: indexmap_lite::OrderedMap<TemplateConfig>,
     pub value: Option<String>,
     #[serde(default = "one")]
     pub scale: f64,
@@ -147,46 +96,6 @@ pub fn valid_label_name(s: &str) -> bool {
 }
 
 #[derive(Debug, Clone)]
-enum Part {
-    Lit(String),
-    Field(String),
-}
-
-#[derive(Debug, Clone)]
-enum Label {
-    Static(String),
-    Template(Vec<Part>),
-    Field(String, Option<regex::Regex>),
-}
-
-/// Parses `"{{ a }}-{{b}}"` into parts.
-fn parse_template(t: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut rest = t;
-    while let Some(open) = rest.find("{{") {
-        if open > 0 {
-            parts.push(Part::Lit(rest[..open].to_string()));
-        }
-        let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("`{{{{` without `}}}}` in `{t}`"))?;
-        let field = after[..close].trim();
-        if field.is_empty() || field.contains(char::is_whitespace) {
-            return Err(format!(
-                "`{{{{ {field} }}}}` in `{t}` should name one field, e.g. `{{{{ path }}}}`"
-            ));
-        }
-        parts.push(Part::Field(field.to_string()));
-        rest = &after[close + 2..];
-    }
-    if !rest.is_empty() {
-        parts.push(Part::Lit(rest.to_string()));
-    }
-    Ok(parts)
-}
-
-#[derive(Debug, Clone)]
 enum Action {
     CounterAdd,
     GaugeSet,
@@ -200,7 +109,7 @@ pub struct Rule {
     pub family: FamilyId,
     pub name: String,
     when: Option<Condition>,
-    labels: Vec<Label>,
+    labels: Vec<Template>,
     value: Option<String>,
     scale: f64,
     action: Action,
@@ -240,27 +149,11 @@ impl RuleConfig {
                 ));
             }
             label_names.push(name.clone());
-            labels.push(match spec {
-                LabelConfig::Template(t) if t.contains("{{") => {
-                    Label::Template(parse_template(t).map_err(|m| err(&["labels", name], m))?)
-                }
-                LabelConfig::Template(t) => Label::Static(t.clone()),
-                LabelConfig::Field { field, pattern } => {
-                    let re = match pattern {
-                        None => None,
-                        Some(p) => {
-                            let re = regex::Regex::new(p).map_err(|e| {
-                                err(&["labels", name, "pattern"], format!("invalid regex: {}", e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))
-                            })?;
-                            if re.captures_len() < 2 {
-                                return Err(err(&["labels", name, "pattern"], "the pattern needs a capture group: its first group is the label value"));
-                            }
-                            Some(re)
-                        }
-                    };
-                    Label::Field(field.clone(), re)
-                }
-            });
+            labels.push(Template::compile(spec).map_err(|(sub, m)| {
+                let mut path = vec!["labels", name.as_str()];
+                path.extend(sub);
+                err(&path, m)
+            })?);
         }
         let when = match &self.when {
             None => None,
@@ -400,30 +293,7 @@ impl Rule {
         values.resize(self.labels.len(), String::new());
         for (slot, label) in values.iter_mut().zip(&self.labels) {
             slot.clear();
-            match label {
-                Label::Static(s) => slot.push_str(s),
-                Label::Template(parts) => {
-                    for p in parts {
-                        match p {
-                            Part::Lit(s) => slot.push_str(s),
-                            Part::Field(f) => {
-                                slot.push_str(&event.get_text(f).unwrap_or(Cow::Borrowed("")))
-                            }
-                        }
-                    }
-                }
-                Label::Field(f, re) => {
-                    let text = event.get_text(f).unwrap_or(Cow::Borrowed(""));
-                    match re {
-                        None => slot.push_str(&text),
-                        Some(re) => {
-                            if let Some(m) = re.captures(&text).and_then(|c| c.get(1)) {
-                                slot.push_str(m.as_str());
-                            }
-                        }
-                    }
-                }
-            }
+            label.render(event, slot);
         }
         let series = store.series(self.family, values, key);
         match self.action {
