@@ -134,6 +134,7 @@ pub enum TransformKind {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Metrics(Box<crate::metrics::MetricsConfig>),
+    Loki(Box<crate::sink::loki::LokiConfig>),
     File(FileSinkConfig),
     Console(ConsoleConfig),
     Blackhole(BlackholeConfig),
@@ -165,7 +166,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SOURCE_TYPES: &[&str] = &["file", "stdin"];
 const TRANSFORM_TYPES: &[&str] = &["filter"];
-const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics"];
+const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics", "loki"];
 
 impl Pipeline {
     /// Reads and checks a pipeline file, expanding variables from the environment.
@@ -415,6 +416,13 @@ impl Checker {
                         cx.lints.push(w);
                     }
                     Some(SinkKind::Metrics(Box::new(cfg)))
+                }
+                "loki" => {
+                    let cfg: crate::sink::loki::LokiConfig = cx.typed(body, c)?;
+                    if let Err(e) = cfg.check() {
+                        cx.push(Some(locate(body, &e.path)), c, e.message);
+                    }
+                    Some(SinkKind::Loki(Box::new(cfg)))
                 }
                 "console" => cx.typed(body, c).map(SinkKind::Console),
                 "blackhole" => cx.typed(body, c).map(SinkKind::Blackhole),

@@ -29,7 +29,7 @@ impl Sink for Console {
         self.buf.len() - before
     }
 
-    async fn deliver(&mut self) -> Result<(), String> {
+    async fn deliver(&mut self) -> Result<(), super::DeliveryError> {
         let mut out = std::io::stdout().lock();
         let r = out.write_all(&self.buf).and_then(|()| out.flush());
         match r {
@@ -40,9 +40,9 @@ impl Sink for Console {
             // Nobody reads our output any more: nothing to retry.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 self.buf.clear();
-                Err("standard output is closed".into())
+                Err("standard output is closed".to_string().into())
             }
-            Err(e) => Err(format!("writing to standard output: {e}")),
+            Err(e) => Err(format!("writing to standard output: {e}").into()),
         }
     }
 }

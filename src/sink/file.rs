@@ -136,7 +136,7 @@ impl Sink for FileSink {
         buf.len() - before
     }
 
-    async fn deliver(&mut self) -> Result<(), String> {
+    async fn deliver(&mut self) -> Result<(), super::DeliveryError> {
         self.round += 1;
         for out in self.outputs.iter_mut().filter(|o| !o.pending.is_empty()) {
             if out.file.is_none() {
@@ -158,7 +158,7 @@ impl Sink for FileSink {
             if let Err(e) = file.write_all(&out.pending) {
                 // Reopen next time: the file may have been moved or the disk freed.
                 out.file = None;
-                return Err(format!("cannot write {}: {e}", out.path.display()));
+                return Err(format!("cannot write {}: {e}", out.path.display()).into());
             }
             out.pending.clear();
             // A burst (one big batch) must not pin its buffer for the whole run.

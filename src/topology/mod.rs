@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::config::{Pipeline, SinkKind, SourceKind, TransformKind};
 use crate::event::SharedBatch;
 use crate::shutdown::Shutdown;
-use crate::sink::{self, BatchConfig, Blackhole, SinkMetrics};
+use crate::sink::{self, BatchConfig, Blackhole, RetryConfig, SinkMetrics};
 use crate::source::{self, SourceContext};
 use crate::telemetry::Registry;
 use crate::transform;
@@ -92,7 +92,24 @@ pub async fn run(
                     Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
                 };
                 let batch = cfg.batch.unwrap_or_default();
-                tokio::spawn(sink::drive(name, sink, rx, batch, metrics, stop))
+                tokio::spawn(sink::drive(
+                    name,
+                    sink,
+                    rx,
+                    batch,
+                    RetryConfig::default(),
+                    metrics,
+                    stop,
+                ))
+            }
+            SinkKind::Loki(cfg) => {
+                let sink =
+                    match sink::loki::LokiSink::new(cfg, &c.name, &pipeline.data_dir, registry) {
+                        Ok(s) => s,
+                        Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
+                    };
+                let (batch, retry) = (sink.batch_config(), sink.retry_config());
+                tokio::spawn(sink::drive(name, sink, rx, batch, retry, metrics, stop))
             }
             SinkKind::Console(cfg) => {
                 let batch = cfg.batch.unwrap_or(BatchConfig {
@@ -104,6 +121,7 @@ pub async fn run(
                     sink::console::Console::default(),
                     rx,
                     batch,
+                    RetryConfig::default(),
                     metrics,
                     stop,
                 ))
@@ -113,6 +131,7 @@ pub async fn run(
                 Blackhole,
                 rx,
                 BatchConfig::default(),
+                RetryConfig::default(),
                 metrics,
                 stop,
             )),

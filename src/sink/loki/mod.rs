@@ -1,0 +1,911 @@
+//! The `loki` sink: events pushed to Grafana Loki.
+//!
+//! Events are grouped into streams by their rendered labels and sent as one
+//! `PushRequest` per batch — protobuf in snappy's block format by default,
+//! or JSON (optionally gzip) with `encoding: json`. Within a stream, entries
+//! go out in timestamp order (`out_of_order: reorder`, the default), in
+//! arrival order (`pass`), or ordered with entries older than what the
+//! stream already sent dropped and counted (`drop`, for Loki before 2.4).
+//!
+//! Answers: 2xx acknowledges the batch. 429, 5xx and connection errors are
+//! retried by the sink driver (backoff with full jitter, `Retry-After`
+//! honoured). 400 means Loki stored the valid entries and names the others:
+//! exactly those go to the dead-letter file with Loki's reason, and the batch
+//! is acknowledged — it is never resent, which would duplicate what Loki
+//! kept. Auth and addressing mistakes (401, 403, 404) are retried, loudly,
+//! until the pipeline is fixed.
+//!
+//! Labels should be few and low-cardinality (`app`, `level`, `logger`):
+//! each distinct set is a Loki stream with its own chunks and index entries.
+//! Request, session and user IDs belong in the line or in structured
+//! metadata (Loki 3), never in labels; `max_streams` guards against a
+//! template that explodes.
+
+pub mod proto;
+pub mod rejections;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use prost::Message;
+use serde::Deserialize;
+
+use super::dead_letter::DeadLetter;
+use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use crate::config::units::Dur;
+use crate::event::Event;
+use crate::metrics::rules::indexmap_lite::OrderedMap;
+use crate::telemetry::{Counter, Gauge, Registry};
+use crate::template::{Template, TemplateConfig};
+use rejections::{Rejection, Target};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// snappy for protobuf (always), none for JSON.
+    #[default]
+    Default,
+    Gzip,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfOrder {
+    #[default]
+    Reorder,
+    Drop,
+    Pass,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the CA that signed Loki's certificate.
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LokiConfig {
+    /// Loki's base URL; `/loki/api/v1/push` is appended.
+    pub endpoint: String,
+    pub labels: OrderedMap<TemplateConfig>,
+    #[serde(default)]
+    pub structured_metadata: OrderedMap<TemplateConfig>,
+    /// `original` (the line as read), `event` (the event as JSON) or a template.
+    #[serde(default = "original")]
+    pub line: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub out_of_order: OutOfOrder,
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    pub tenant_id: Option<String>,
+    pub auth: Option<BasicAuth>,
+    pub bearer_token: Option<String>,
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn original() -> String {
+    "original".into()
+}
+fn default_max_streams() -> usize {
+    1000
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+/// Loki's limit on label names per stream (3.x).
+const MAX_LABELS: usize = 15;
+
+/// A configuration problem: key path below the sink, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LokiConfigError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+fn cfg_err(path: &[&str], message: impl Into<String>) -> LokiConfigError {
+    LokiConfigError {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        message: message.into(),
+    }
+}
+
+enum Line {
+    Original,
+    Event,
+    Template(Template),
+}
+
+type Pairs = Vec<(String, Template)>;
+
+impl LokiConfig {
+    fn compile_pairs(
+        map: &OrderedMap<TemplateConfig>,
+        key: &str,
+    ) -> Result<Pairs, LokiConfigError> {
+        map.iter()
+            .map(|(name, t)| {
+                if !crate::metrics::rules::valid_label_name(name) {
+                    return Err(cfg_err(&[key, name], format!("`{name}` is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")));
+                }
+                Template::compile(t).map(|t| (name.clone(), t)).map_err(|(sub, m)| {
+                    let mut path = vec![key, name.as_str()];
+                    path.extend(sub);
+                    cfg_err(&path, m)
+                })
+            })
+            .collect()
+    }
+
+    fn compile(&self) -> Result<(Pairs, Pairs, Line, String), LokiConfigError> {
+        let ok_url = (self.endpoint.starts_with("http://")
+            || self.endpoint.starts_with("https://"))
+            && reqwest::Url::parse(&self.endpoint).is_ok();
+        if !ok_url {
+            return Err(cfg_err(
+                &["endpoint"],
+                format!(
+                    "`{}` is not an http(s) URL, e.g. http://127.0.0.1:3100",
+                    self.endpoint
+                ),
+            ));
+        }
+        let labels = Self::compile_pairs(&self.labels, "labels")?;
+        if labels.is_empty() {
+            return Err(cfg_err(
+                &["labels"],
+                "Loki needs at least one label per stream, e.g. `labels: {app: feynman}`",
+            ));
+        }
+        if labels.len() > MAX_LABELS {
+            return Err(cfg_err(
+                &["labels"],
+                format!(
+                    "{} labels; Loki accepts at most {MAX_LABELS} per stream",
+                    labels.len()
+                ),
+            ));
+        }
+        if !labels.iter().any(|(_, t)| t.is_static()) {
+            return Err(cfg_err(
+                &["labels"],
+                "give at least one fixed label (e.g. `app: feynman`): a stream whose templated labels are all empty would have none",
+            ));
+        }
+        let metadata = Self::compile_pairs(&self.structured_metadata, "structured_metadata")?;
+        let line = match self.line.as_str() {
+            "original" => Line::Original,
+            "event" => Line::Event,
+            t if t.contains("{{") => Line::Template(
+                Template::compile(&TemplateConfig::Template(t.into()))
+                    .map_err(|(_, m)| cfg_err(&["line"], m))?,
+            ),
+            other => {
+                return Err(cfg_err(
+                    &["line"],
+                    format!(
+                        "`{other}`: use `original`, `event`, or a template such as \"{{{{ level }}}} {{{{ message }}}}\""
+                    ),
+                ));
+            }
+        };
+        if self.encoding == Encoding::Protobuf && self.compression == Compression::Gzip {
+            return Err(cfg_err(
+                &["compression"],
+                "protobuf pushes are always snappy-compressed; `compression: gzip` is for `encoding: json`",
+            ));
+        }
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            std::fs::read(ca)
+                .map_err(|e| cfg_err(&["tls", "ca_file"], format!("cannot read {ca}: {e}")))?;
+        }
+        let url = format!("{}/loki/api/v1/push", self.endpoint.trim_end_matches('/'));
+        Ok((labels, metadata, line, url))
+    }
+
+    pub fn check(&self) -> Result<(), LokiConfigError> {
+        self.compile().map(|_| ())
+    }
+}
+
+struct Entry {
+    ts: i64,
+    line: String,
+    metadata: Vec<(String, String)>,
+}
+
+struct Stream {
+    /// `{a="x", b="y"}`, sorted by name: the stream's identity.
+    key: String,
+    pairs: Vec<(String, String)>,
+    entries: Vec<Entry>,
+}
+
+struct LokiMetrics {
+    requests: HashMap<String, Counter>,
+    registry: Registry,
+    sink: String,
+    bytes_raw: Counter,
+    bytes_sent: Counter,
+    overflow: Counter,
+    dropped_out_of_order: Counter,
+    batch_entries: Gauge,
+}
+
+impl LokiMetrics {
+    fn request(&mut self, status: &str) {
+        let c = self.requests.entry(status.to_string()).or_insert_with(|| {
+            self.registry.counter(
+                "weir_loki_requests_total",
+                "Push requests to Loki, by sink and answer (HTTP status, or error).",
+                &[("sink", &self.sink), ("status", status)],
+            )
+        });
+        c.inc();
+    }
+}
+
+pub struct LokiSink {
+    sink: String,
+    client: reqwest::Client,
+    url: String,
+    cfg: LokiConfig,
+    labels: Pairs,
+    metadata: Pairs,
+    line: Line,
+    pending: Vec<Stream>,
+    index: HashMap<String, usize>,
+    known_streams: HashSet<String>,
+    overflow_warned: bool,
+    newest_sent: HashMap<String, i64>,
+    /// The encoded request for `pending`, kept across retries.
+    body: Option<(Vec<u8>, usize)>,
+    dead_letter: DeadLetter,
+    metrics: LokiMetrics,
+    scratch: Vec<(String, String)>,
+}
+
+/// `{a="x", b="y"}` with values escaped as Loki (and Prometheus) expect.
+fn label_string(pairs: &[(String, String)]) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+impl LokiSink {
+    pub fn new(
+        cfg: &LokiConfig,
+        sink: &str,
+        data_dir: &Path,
+        registry: &Registry,
+    ) -> Result<LokiSink, String> {
+        let (labels, metadata, line, url) = cfg.compile().map_err(|e| e.message)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.request_timeout.0)
+            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{ca} is not a PEM certificate: {e}"))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let l = [("sink", sink)];
+        let metrics = LokiMetrics {
+            requests: HashMap::new(),
+            registry: registry.clone(),
+            sink: sink.to_string(),
+            bytes_raw: registry.counter("weir_loki_bytes_total", "Push request bodies, by sink and stage (encoded before compression, sent after).", &[("sink", sink), ("stage", "encoded")]),
+            bytes_sent: registry.counter("weir_loki_bytes_total", "Push request bodies, by sink and stage (encoded before compression, sent after).", &[("sink", sink), ("stage", "sent")]),
+            overflow: registry.counter("weir_loki_stream_overflow_events_total", "Events sent to the overflow stream because the sink reached max_streams.", &l),
+            dropped_out_of_order: registry.counter("weir_loki_out_of_order_dropped_total", "Entries dropped by out_of_order: drop (older than what their stream already sent).", &l),
+            batch_entries: registry.gauge("weir_loki_batch_entries", "Entries in the last push request.", &l),
+        };
+        Ok(LokiSink {
+            sink: sink.to_string(),
+            client,
+            url,
+            cfg: cfg.clone(),
+            labels,
+            metadata,
+            line,
+            pending: Vec::new(),
+            index: HashMap::new(),
+            known_streams: HashSet::new(),
+            overflow_warned: false,
+            newest_sent: HashMap::new(),
+            body: None,
+            dead_letter: DeadLetter::new(data_dir, sink, registry),
+            metrics,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn batch_config(&self) -> BatchConfig {
+        self.cfg.batch.unwrap_or_default()
+    }
+
+    pub fn retry_config(&self) -> RetryConfig {
+        self.cfg.retry
+    }
+
+    /// The stream key and label pairs of an event (empty values left out).
+    fn stream_of(&mut self, event: &Event) -> (String, Vec<(String, String)>) {
+        self.scratch.clear();
+        for (name, t) in &self.labels {
+            let mut v = String::new();
+            t.render(event, &mut v);
+            if !v.is_empty() {
+                self.scratch.push((name.clone(), v));
+            }
+        }
+        self.scratch.sort();
+        let key = label_string(&self.scratch);
+        if self.known_streams.contains(&key) {
+            return (key, self.scratch.clone());
+        }
+        if self.known_streams.len() < self.cfg.max_streams {
+            self.known_streams.insert(key.clone());
+            return (key, self.scratch.clone());
+        }
+        // Over the limit: the fixed labels plus a marker, one stream for all.
+        self.metrics.overflow.inc();
+        if !self.overflow_warned {
+            self.overflow_warned = true;
+            tracing::warn!(sink = %self.sink, max_streams = self.cfg.max_streams, "Loki sink reached max_streams; new label sets go to one overflow stream (weir_overflow=\"true\"); move high-cardinality fields out of labels");
+        }
+        let mut pairs: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .filter_map(|(n, t)| match t {
+                Template::Static(v) if !v.is_empty() => Some((n.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        pairs.push(("weir_overflow".into(), "true".into()));
+        pairs.sort();
+        (label_string(&pairs), pairs)
+    }
+
+    fn encode_request(&mut self) -> (Vec<u8>, usize) {
+        let mut entries = 0;
+        for s in self.pending.iter_mut() {
+            match self.cfg.out_of_order {
+                OutOfOrder::Pass => {}
+                OutOfOrder::Reorder => s.entries.sort_by_key(|e| e.ts),
+                OutOfOrder::Drop => {
+                    s.entries.sort_by_key(|e| e.ts);
+                    if let Some(&newest) = self.newest_sent.get(&s.key) {
+                        let before = s.entries.len();
+                        s.entries.retain(|e| e.ts >= newest);
+                        self.metrics
+                            .dropped_out_of_order
+                            .add((before - s.entries.len()) as u64);
+                    }
+                }
+            }
+            entries += s.entries.len();
+        }
+        let raw = match self.cfg.encoding {
+            Encoding::Protobuf => proto::PushRequest {
+                streams: self
+                    .pending
+                    .iter()
+                    .filter(|s| !s.entries.is_empty())
+                    .map(|s| proto::StreamAdapter {
+                        labels: s.key.clone(),
+                        entries: s
+                            .entries
+                            .iter()
+                            .map(|e| proto::EntryAdapter {
+                                timestamp: Some(proto::Timestamp::from_nanos(e.ts)),
+                                line: e.line.clone(),
+                                structured_metadata: e
+                                    .metadata
+                                    .iter()
+                                    .map(|(n, v)| proto::LabelPairAdapter {
+                                        name: n.clone(),
+                                        value: v.clone(),
+                                    })
+                                    .collect(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec(),
+            Encoding::Json => {
+                let streams: Vec<serde_json::Value> = self
+                    .pending
+                    .iter()
+                    .filter(|s| !s.entries.is_empty())
+                    .map(|s| {
+                        let stream: serde_json::Map<String, serde_json::Value> = s
+                            .pairs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone().into()))
+                            .collect();
+                        let values: Vec<serde_json::Value> = s
+                            .entries
+                            .iter()
+                            .map(|e| {
+                                let mut v = vec![
+                                    serde_json::Value::String(e.ts.to_string()),
+                                    e.line.clone().into(),
+                                ];
+                                if !e.metadata.is_empty() {
+                                    v.push(serde_json::Value::Object(
+                                        e.metadata
+                                            .iter()
+                                            .map(|(k, v)| (k.clone(), v.clone().into()))
+                                            .collect(),
+                                    ));
+                                }
+                                serde_json::Value::Array(v)
+                            })
+                            .collect();
+                        serde_json::json!({"stream": stream, "values": values})
+                    })
+                    .collect();
+                serde_json::to_vec(&serde_json::json!({ "streams": streams }))
+                    .expect("JSON to a Vec")
+            }
+        };
+        self.metrics.bytes_raw.add(raw.len() as u64);
+        self.metrics.batch_entries.set(entries as i64);
+        let body = match (self.cfg.encoding, self.cfg.compression) {
+            (Encoding::Protobuf, _) => snap::raw::Encoder::new()
+                .compress_vec(&raw)
+                .expect("snappy compresses any input"),
+            (Encoding::Json, Compression::Gzip) => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&raw).expect("gzip to a Vec");
+                gz.finish().expect("gzip to a Vec")
+            }
+            (Encoding::Json, _) => raw,
+        };
+        (body, entries)
+    }
+
+    /// After a 2xx or 400: remember each stream's newest timestamp, clear.
+    fn settle(&mut self) {
+        for s in &self.pending {
+            if let Some(max) = s.entries.iter().map(|e| e.ts).max() {
+                let n = self.newest_sent.entry(s.key.clone()).or_insert(max);
+                *n = (*n).max(max);
+            }
+        }
+        self.pending.clear();
+        self.index.clear();
+        self.body = None;
+    }
+
+    fn dead_letter_record(
+        &self,
+        s: &Stream,
+        e: &Entry,
+        status: u16,
+        reason: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(e.ts))
+            .map_or_else(|_| e.ts.to_string(), |t| t.to_string());
+        m.insert("time".into(), ts.into());
+        m.insert("status".into(), status.into());
+        m.insert("reason".into(), reason.into());
+        m.insert("destination".into(), self.url.clone().into());
+        m.insert("stream".into(), s.key.clone().into());
+        if !e.metadata.is_empty() {
+            m.insert(
+                "structured_metadata".into(),
+                serde_json::Value::Object(
+                    e.metadata
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone().into()))
+                        .collect(),
+                ),
+            );
+        }
+        m.insert("line".into(), e.line.clone().into());
+        m
+    }
+
+    /// Dead-letters the entries a 400 names (all of them if it names none
+    /// that we can find: then Loki refused the request as a whole).
+    fn handle_rejection(&mut self, body: &str) -> Result<(), DeliveryError> {
+        let rejections = rejections::parse(body);
+        let mut by_class: BTreeMap<&'static str, Vec<serde_json::Map<String, serde_json::Value>>> =
+            BTreeMap::new();
+        let mut matched = 0usize;
+        for s in &self.pending {
+            let pairs = rejections::parse_labels(&s.key).unwrap_or_default();
+            let for_stream: Vec<&Rejection> =
+                rejections.iter().filter(|r| r.stream == pairs).collect();
+            for e in &s.entries {
+                let hit = for_stream.iter().find(|r| match r.target {
+                    Target::At(t) => e.ts == t,
+                    Target::OlderThan(t) => e.ts < t,
+                    Target::Length(n) => e.line.len() == n,
+                    Target::Stream => true,
+                });
+                if let Some(r) = hit {
+                    matched += 1;
+                    let rec = self.dead_letter_record(s, e, 400, &r.reason);
+                    by_class.entry(r.class).or_default().push(rec);
+                }
+            }
+        }
+        if matched == 0 {
+            let reason = body.trim();
+            let all: Vec<_> = self
+                .pending
+                .iter()
+                .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+                .map(|(s, e)| self.dead_letter_record(s, e, 400, reason))
+                .collect();
+            by_class.insert("rejected", all);
+        }
+        let total: usize = by_class.values().map(Vec::len).sum();
+        for (class, records) in &by_class {
+            self.dead_letter.write(class, records).map_err(|e| {
+                DeliveryError::from(format!(
+                    "cannot write the dead-letter file {}: {e}",
+                    self.dead_letter.path().display()
+                ))
+            })?;
+        }
+        tracing::warn!(sink = %self.sink, entries = total, file = %self.dead_letter.path().display(), reason = %body.lines().next().unwrap_or("").trim(), "Loki refused entries (400); they are in the dead-letter file, the rest of the batch was stored");
+        self.settle();
+        Ok(())
+    }
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // An HTTP date.
+    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let now = jiff::Timestamp::now();
+    let d = when.duration_since(now);
+    Some(Duration::from_secs_f64(d.as_secs_f64().max(0.0)))
+}
+
+impl Sink for LokiSink {
+    fn encode(&mut self, event: &Event) -> usize {
+        let (key, pairs) = self.stream_of(event);
+        let line = match &self.line {
+            Line::Original => event.line().to_string(),
+            Line::Event => {
+                let mut buf = Vec::with_capacity(event.line().len() + 16);
+                event.write_json(&mut buf);
+                String::from_utf8(buf).unwrap_or_default()
+            }
+            Line::Template(t) => {
+                let mut s = String::new();
+                t.render(event, &mut s);
+                s
+            }
+        };
+        let mut metadata = Vec::new();
+        for (name, t) in &self.metadata {
+            let mut v = String::new();
+            t.render(event, &mut v);
+            if !v.is_empty() {
+                metadata.push((name.clone(), v));
+            }
+        }
+        let size = line.len()
+            + metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 16;
+        let idx = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.pending.push(Stream {
+                    key: key.clone(),
+                    pairs,
+                    entries: Vec::new(),
+                });
+                self.index.insert(key, self.pending.len() - 1);
+                self.pending.len() - 1
+            }
+        };
+        self.pending[idx].entries.push(Entry {
+            ts: event.time,
+            line,
+            metadata,
+        });
+        self.body = None;
+        size
+    }
+
+    async fn deliver(&mut self) -> Result<(), DeliveryError> {
+        if self.pending.iter().all(|s| s.entries.is_empty()) {
+            self.settle();
+            return Ok(());
+        }
+        if self.body.is_none() {
+            self.body = Some(self.encode_request());
+        }
+        let (body, _) = self.body.clone().expect("encoded above");
+        let mut req = self.client.post(&self.url).body(body.clone());
+        req = match self.cfg.encoding {
+            Encoding::Protobuf => req.header("Content-Type", "application/x-protobuf"),
+            Encoding::Json => req.header("Content-Type", "application/json"),
+        };
+        if self.cfg.encoding == Encoding::Json && self.cfg.compression == Compression::Gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        if let Some(t) = &self.cfg.tenant_id {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        if let Some(a) = &self.cfg.auth {
+            req = req.basic_auth(&a.user, Some(&a.password));
+        }
+        if let Some(t) = &self.cfg.bearer_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.request("error");
+                return Err(format!("cannot reach Loki at {}: {e}", self.url).into());
+            }
+        };
+        let status = resp.status();
+        self.metrics.request(status.as_str());
+        if status.is_success() {
+            self.metrics.bytes_sent.add(body.len() as u64);
+            self.settle();
+            return Ok(());
+        }
+        let after = retry_after(resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        match status.as_u16() {
+            400 => {
+                self.metrics.bytes_sent.add(body.len() as u64);
+                self.handle_rejection(&text)
+            }
+            413 => {
+                // Too large will not get smaller by waiting.
+                self.metrics.bytes_sent.add(body.len() as u64);
+                let records: Vec<_> = self
+                    .pending
+                    .iter()
+                    .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+                    .map(|(s, e)| self.dead_letter_record(s, e, 413, text.trim()))
+                    .collect();
+                self.dead_letter
+                    .write("request_too_large", &records)
+                    .map_err(|e| {
+                        DeliveryError::from(format!("cannot write the dead-letter file: {e}"))
+                    })?;
+                tracing::error!(sink = %self.sink, "Loki refused the request as too large (413); lower batch.max_bytes. The batch is in the dead-letter file");
+                self.settle();
+                Ok(())
+            }
+            401 | 403 | 404 | 405 => Err(DeliveryError {
+                message: format!(
+                    "Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials",
+                    self.url,
+                    text.trim()
+                ),
+                retry_after: after,
+            }),
+            _ => Err(DeliveryError {
+                message: format!("Loki answered {status}: {}", text.trim()),
+                retry_after: after,
+            }),
+        }
+    }
+
+    fn give_up(&mut self, reason: &str) -> bool {
+        let records: Vec<_> = self
+            .pending
+            .iter()
+            .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+            .map(|(s, e)| self.dead_letter_record(s, e, 0, reason))
+            .collect();
+        match self.dead_letter.write("retry_exhausted", &records) {
+            Ok(()) => {
+                self.settle();
+                true
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.sink, error = %e, "cannot write the dead-letter file");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(yaml: &str) -> LokiSink {
+        let cfg: LokiConfig = crate::config::node::Node::parse(yaml)
+            .unwrap()
+            .deserialize()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        LokiSink::new(&cfg, "loki", dir.path(), &Registry::default()).unwrap()
+    }
+
+    fn ev(line: &str, ts: i64) -> Event {
+        crate::decode::json::decode_object(line.into(), ts).unwrap()
+    }
+
+    #[test]
+    fn streams_by_rendered_labels_sorted_in_time() {
+        let mut s = sink(
+            "endpoint: http://127.0.0.1:1\nlabels: {app: feynman, level: '{{ level }}'}\nstructured_metadata: {request_id: '{{ request_id }}'}\n",
+        );
+        s.encode(&ev(r#"{"level":"INFO","n":2}"#, 20));
+        s.encode(&ev(r#"{"level":"ERROR","request_id":"r1"}"#, 5));
+        s.encode(&ev(r#"{"level":"INFO","n":1}"#, 10));
+        s.encode(&ev(r#"{"n":3}"#, 30));
+        let (body, n) = s.encode_request();
+        assert_eq!(n, 4);
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let req = proto::PushRequest::decode(raw.as_slice()).unwrap();
+        let keys: Vec<&str> = req.streams.iter().map(|s| s.labels.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                r#"{app="feynman", level="INFO"}"#,
+                r#"{app="feynman", level="ERROR"}"#,
+                r#"{app="feynman"}"#
+            ]
+        );
+        let info: Vec<i64> = req.streams[0]
+            .entries
+            .iter()
+            .map(|e| e.timestamp.as_ref().unwrap().nanos as i64)
+            .collect();
+        assert_eq!(info, [10, 20]);
+        assert_eq!(req.streams[0].entries[0].line, r#"{"level":"INFO","n":1}"#);
+        assert_eq!(
+            req.streams[1].entries[0].structured_metadata,
+            vec![proto::LabelPairAdapter {
+                name: "request_id".into(),
+                value: "r1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn json_encoding_with_string_timestamps() {
+        let mut s = sink(
+            "endpoint: http://127.0.0.1:1\nlabels: {app: a}\nencoding: json\nline: '{{ level }}: {{ msg }}'\n",
+        );
+        s.encode(&ev(
+            r#"{"level":"INFO","msg":"hi"}"#,
+            1_700_000_000_000_000_000,
+        ));
+        let (body, _) = s.encode_request();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"streams":[{"stream":{"app":"a"},"values":[["1700000000000000000","INFO: hi"]]}]})
+        );
+    }
+
+    #[test]
+    fn too_many_streams_go_to_one_overflow_stream() {
+        let mut s = sink(
+            "endpoint: http://127.0.0.1:1\nlabels: {app: a, id: '{{ id }}'}\nmax_streams: 2\n",
+        );
+        for i in 0..5 {
+            s.encode(&ev(&format!(r#"{{"id":"{i}"}}"#), i));
+        }
+        let keys: Vec<&str> = s.pending.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                r#"{app="a", id="0"}"#,
+                r#"{app="a", id="1"}"#,
+                r#"{app="a", weir_overflow="true"}"#
+            ]
+        );
+        assert_eq!(s.pending[2].entries.len(), 3);
+        assert_eq!(s.metrics.overflow.get(), 3);
+    }
+
+    #[test]
+    fn out_of_order_drop_keeps_only_newer_than_sent() {
+        let mut s = sink("endpoint: http://127.0.0.1:1\nlabels: {app: a}\nout_of_order: drop\n");
+        s.encode(&ev("{}", 100));
+        s.encode_request();
+        s.settle();
+        s.encode(&ev("{}", 50));
+        s.encode(&ev("{}", 150));
+        let (_, n) = s.encode_request();
+        assert_eq!(n, 1);
+        assert_eq!(s.metrics.dropped_out_of_order.get(), 1);
+    }
+
+    #[test]
+    fn config_mistakes() {
+        let bad = |y: &str| {
+            let cfg: LokiConfig = crate::config::node::Node::parse(y)
+                .unwrap()
+                .deserialize()
+                .unwrap();
+            cfg.check().unwrap_err()
+        };
+        assert_eq!(
+            bad("endpoint: localhost:3100\nlabels: {app: a}\n").path,
+            ["endpoint"]
+        );
+        assert_eq!(bad("endpoint: http://x\nlabels: {}\n").path, ["labels"]);
+        assert_eq!(
+            bad("endpoint: http://x\nlabels: {level: '{{ level }}'}\n").path,
+            ["labels"]
+        );
+        assert_eq!(
+            bad("endpoint: http://x\nlabels: {app: a, 1x: b}\n").path,
+            ["labels", "1x"]
+        );
+        assert_eq!(
+            bad("endpoint: http://x\nlabels: {app: a}\nline: raw\n").path,
+            ["line"]
+        );
+        assert_eq!(
+            bad("endpoint: http://x\nlabels: {app: a}\ncompression: gzip\n").path,
+            ["compression"]
+        );
+    }
+}
