@@ -49,6 +49,15 @@ pub enum FieldRef<'a> {
     Owned(&'a serde_json::Value),
 }
 
+/// Where an event was read: which file (by content fingerprint) and the
+/// offset just past its last line. Stable across restarts, so sinks can
+/// derive idempotent document ids from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub file: u64,
+    pub offset: u64,
+}
+
 /// One log record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -59,6 +68,8 @@ pub struct Event {
     verbatim: bool,
     /// Event time, nanoseconds since the Unix epoch (UTC).
     pub time: i64,
+    /// Set by file sources.
+    pub origin: Option<Origin>,
 }
 
 impl Event {
@@ -73,6 +84,7 @@ impl Event {
             }],
             verbatim: false,
             time,
+            origin: None,
         }
     }
 
@@ -84,6 +96,7 @@ impl Event {
             fields,
             verbatim,
             time,
+            origin: None,
         }
     }
 

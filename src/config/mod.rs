@@ -135,6 +135,7 @@ pub enum TransformKind {
 pub enum SinkKind {
     Metrics(Box<crate::metrics::MetricsConfig>),
     Loki(Box<crate::sink::loki::LokiConfig>),
+    Elasticsearch(Box<crate::sink::elasticsearch::ElasticsearchConfig>),
     File(FileSinkConfig),
     Console(ConsoleConfig),
     Blackhole(BlackholeConfig),
@@ -166,7 +167,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SOURCE_TYPES: &[&str] = &["file", "stdin"];
 const TRANSFORM_TYPES: &[&str] = &["filter"];
-const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics", "loki"];
+const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics", "loki", "elasticsearch"];
 
 impl Pipeline {
     /// Reads and checks a pipeline file, expanding variables from the environment.
@@ -423,6 +424,13 @@ impl Checker {
                         cx.push(Some(locate(body, &e.path)), c, e.message);
                     }
                     Some(SinkKind::Loki(Box::new(cfg)))
+                }
+                "elasticsearch" => {
+                    let cfg: crate::sink::elasticsearch::ElasticsearchConfig = cx.typed(body, c)?;
+                    if let Err(e) = cfg.check() {
+                        cx.push(Some(locate(body, &[e.key.to_string()])), c, e.message);
+                    }
+                    Some(SinkKind::Elasticsearch(Box::new(cfg)))
                 }
                 "console" => cx.typed(body, c).map(SinkKind::Console),
                 "blackhole" => cx.typed(body, c).map(SinkKind::Blackhole),

@@ -13,6 +13,7 @@
 
 pub mod console;
 pub mod dead_letter;
+pub mod elasticsearch;
 pub mod file;
 pub mod loki;
 

@@ -81,14 +81,20 @@ impl LineDecoder {
 
     /// Decodes one line into `out` (or nothing, if the decoder drops it).
     pub fn push(&mut self, line: Line, now: i64, out: &mut Vec<Event>) {
+        self.push_from(line, now, None, out);
+    }
+
+    /// Like [`LineDecoder::push`], recording which file the line came from.
+    pub fn push_from(&mut self, line: Line, now: i64, file: Option<u64>, out: &mut Vec<Event>) {
         if line.text.trim().is_empty() {
             return;
         }
-        let truncated = line.truncated;
+        let (truncated, offset) = (line.truncated, line.end_offset);
         if let Some(mut event) = self.decoder.decode(line.text, now) {
             if truncated {
                 event.insert(TRUNCATED_FIELD, serde_json::Value::Bool(true));
             }
+            event.origin = file.map(|file| crate::event::Origin { file, offset });
             out.push(event);
         }
     }

@@ -102,6 +102,14 @@ pub async fn run(
                     stop,
                 ))
             }
+            SinkKind::Elasticsearch(cfg) => {
+                let sink = match sink::elasticsearch::ElasticsearchSink::new(cfg, &c.name, &pipeline.data_dir, registry) {
+                    Ok(s) => s,
+                    Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
+                };
+                let (batch, retry) = (sink.batch_config(), sink.retry_config());
+                tokio::spawn(sink::drive(name, sink, rx, batch, retry, metrics, stop))
+            }
             SinkKind::Loki(cfg) => {
                 let sink =
                     match sink::loki::LokiSink::new(cfg, &c.name, &pipeline.data_dir, registry) {

@@ -785,8 +785,9 @@ impl Tailer {
                 self.joined.extend(j.flush());
             }
         }
+        let file = (!self.files[i].provisional).then_some(self.files[i].fingerprint);
         for line in self.joined.drain(..) {
-            self.lines.push(line, now, &mut self.events);
+            self.lines.push_from(line, now, file, &mut self.events);
         }
     }
 

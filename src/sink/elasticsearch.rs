@@ -1,0 +1,610 @@
+//! The `elasticsearch` sink: events indexed through the `_bulk` API
+//! (Elasticsearch 7/8, OpenSearch, and engines that speak it behind a path
+//! prefix).
+//!
+//! Each batch is one NDJSON bulk body (gzip-compressed by default): an
+//! action line and the document for every event. Documents are the decoded
+//! event with `@timestamp` set from the event time (and `data_stream.*` in
+//! data-stream mode). With `id: fingerprint` (the default) a document read
+//! from a file gets an `_id` made of the file's fingerprint and the line's
+//! offset and is sent with `create`, so a batch resent after a crash or a
+//! lost answer cannot index it twice: Elasticsearch answers 409 and that
+//! counts as delivered.
+//!
+//! Whole-request failures (connection errors, 429, 5xx) are retried by the
+//! sink driver. Per-item failures: 429 and 5xx items are resent alone;
+//! other 4xx items (`document_parsing_exception`, …) go to the dead-letter
+//! file with Elasticsearch's `error.type` and `reason`. A batch is
+//! acknowledged when each of its documents is indexed or dead-lettered.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::dead_letter::DeadLetter;
+use super::loki::{BasicAuth, TlsConfig};
+use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use crate::config::units::Dur;
+use crate::event::Event;
+use crate::telemetry::{Counter, Gauge, Registry};
+use crate::template::{Template, TemplateConfig};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Index,
+    DataStream,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStreamConfig {
+    #[serde(default = "logs")]
+    pub r#type: String,
+    #[serde(default = "generic")]
+    pub dataset: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+}
+
+fn logs() -> String {
+    "logs".into()
+}
+fn generic() -> String {
+    "generic".into()
+}
+fn default_ns() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EsCompression {
+    #[default]
+    Gzip,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Base URL, possibly with a path prefix: `http://es:9200`, `https://proxy/es`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Index name (index mode): strftime of the event time in UTC and
+    /// `{{ field }}` templates, e.g. `logs-feynman-%Y.%m.%d`.
+    #[serde(default = "default_index")]
+    pub index: String,
+    pub data_stream: Option<DataStreamConfig>,
+    /// `fingerprint` (file + offset; none for events not read from a file),
+    /// `none` (Elasticsearch picks), or a template such as `"{{ request_id }}"`.
+    #[serde(default = "fingerprint")]
+    pub id: String,
+    /// Ingest pipeline to run documents through.
+    pub pipeline: Option<String>,
+    /// Field renames, e.g. `{level: log.level}` for ECS.
+    #[serde(default)]
+    pub renames: BTreeMap<String, String>,
+    #[serde(default)]
+    pub compression: EsCompression,
+    pub auth: Option<BasicAuth>,
+    /// The `encoded` value of an Elasticsearch API key.
+    pub api_key: Option<String>,
+    pub bearer_token: Option<String>,
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_index() -> String {
+    "weir-%Y.%m.%d".into()
+}
+fn fingerprint() -> String {
+    "fingerprint".into()
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+
+/// A configuration problem: key below the sink, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EsConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn err(key: &'static str, message: impl Into<String>) -> EsConfigError {
+    EsConfigError { key, message: message.into() }
+}
+
+/// Characters Elasticsearch refuses in index names.
+const BAD_INDEX_CHARS: &[char] = &['\\', '/', '*', '?', '"', '<', '>', '|', ',', '#', ' ', ':'];
+
+enum IdRule {
+    Fingerprint,
+    None,
+    Template(Template),
+}
+
+impl ElasticsearchConfig {
+    pub fn check(&self) -> Result<(), EsConfigError> {
+        let ok_url = (self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) && reqwest::Url::parse(&self.endpoint).is_ok();
+        if !ok_url {
+            return Err(err("endpoint", format!("`{}` is not an http(s) URL, e.g. http://127.0.0.1:9200", self.endpoint)));
+        }
+        match self.mode {
+            Mode::Index => {
+                if self.data_stream.is_some() {
+                    return Err(err("data_stream", "`data_stream` needs `mode: data_stream`"));
+                }
+                // The fixed parts of the name must already be valid.
+                let fixed: String = strip_specs(&self.index);
+                if fixed.chars().any(|c| c.is_uppercase()) {
+                    return Err(err("index", format!("index names must be lowercase: `{}`", self.index)));
+                }
+                if let Some(c) = fixed.chars().find(|c| BAD_INDEX_CHARS.contains(c)) {
+                    return Err(err("index", format!("`{c}` is not allowed in an index name: `{}`", self.index)));
+                }
+                if self.index.starts_with(['-', '_', '+']) || self.index.is_empty() || self.index == "." || self.index == ".." {
+                    return Err(err("index", format!("`{}` is not a valid index name (it may not start with - _ +, or be . or ..)", self.index)));
+                }
+                jiff::fmt::strtime::format(&self.index, jiff::Timestamp::UNIX_EPOCH).map_err(|e| err("index", format!("invalid date pattern in `{}`: {e}", self.index)))?;
+            }
+            Mode::DataStream => {
+                let ds = self.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
+                for (what, v) in [("type", &ds.r#type), ("dataset", &ds.dataset), ("namespace", &ds.namespace)] {
+                    if v.is_empty() || v.chars().any(|c| c.is_uppercase() || BAD_INDEX_CHARS.contains(&c) || c == '-') {
+                        return Err(err("data_stream", format!("data_stream.{what} `{v}` must be lowercase, without `-` or any of \\ / * ? \" < > | , # : and spaces")));
+                    }
+                }
+            }
+        }
+        self.id_rule()?;
+        if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            std::fs::read(ca).map_err(|e| err("tls", format!("cannot read {ca}: {e}")))?;
+        }
+        let auths = [self.auth.is_some(), self.api_key.is_some(), self.bearer_token.is_some()].iter().filter(|b| **b).count();
+        if auths > 1 {
+            return Err(err("auth", "use one of `auth`, `api_key` and `bearer_token`"));
+        }
+        Ok(())
+    }
+
+    fn id_rule(&self) -> Result<IdRule, EsConfigError> {
+        Ok(match self.id.as_str() {
+            "fingerprint" => IdRule::Fingerprint,
+            "none" => IdRule::None,
+            t if t.contains("{{") => IdRule::Template(Template::compile(&TemplateConfig::Template(t.into())).map_err(|(_, m)| err("id", m))?),
+            other => return Err(err("id", format!("`{other}`: use `fingerprint`, `none`, or a template such as \"{{{{ request_id }}}}\""))),
+        })
+    }
+}
+
+/// The text of a strftime pattern without its `%` specifiers (and without
+/// `{{ … }}` templates), to check what is fixed.
+fn strip_specs(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(['%', '{']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("{{") {
+            rest = t.find("}}").map_or("", |e| &t[e + 2..]);
+        } else if tail.starts_with('%') {
+            rest = tail.get(2..).unwrap_or("");
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+struct Doc {
+    action: String,
+    source: String,
+    /// For the dead-letter file.
+    line: String,
+    index: String,
+    id: Option<String>,
+}
+
+struct EsMetrics {
+    registry: Registry,
+    sink: String,
+    outcomes: Vec<(String, Counter)>,
+    bytes_raw: Counter,
+    bytes_sent: Counter,
+    batch_docs: Gauge,
+}
+
+impl EsMetrics {
+    fn outcome(&mut self, what: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some((_, c)) = self.outcomes.iter().find(|(w, _)| w == what) {
+            c.add(n);
+            return;
+        }
+        let c = self.registry.counter("weir_elasticsearch_documents_total", "Documents sent, by sink and outcome (indexed, conflict_existing, retried, dead_lettered).", &[("sink", &self.sink), ("outcome", what)]);
+        c.add(n);
+        self.outcomes.push((what.to_string(), c));
+    }
+}
+
+pub struct ElasticsearchSink {
+    sink: String,
+    cfg: ElasticsearchConfig,
+    client: reqwest::Client,
+    url: String,
+    id_rule: IdRule,
+    index_has_fields: Option<Template>,
+    index_cache: Option<(i64, String)>,
+    pending: Vec<Doc>,
+    dead_letter: DeadLetter,
+    metrics: EsMetrics,
+}
+
+impl ElasticsearchSink {
+    pub fn new(cfg: &ElasticsearchConfig, sink: &str, data_dir: &Path, registry: &Registry) -> Result<Self, String> {
+        cfg.check().map_err(|e| e.message)?;
+        let mut builder = reqwest::Client::builder().timeout(cfg.request_timeout.0).user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{ca}: {e}"))?);
+        }
+        let mut url = format!("{}/_bulk", cfg.endpoint.trim_end_matches('/'));
+        if let Some(p) = &cfg.pipeline {
+            url.push_str(&format!("?pipeline={p}"));
+        }
+        let index_has_fields = (cfg.mode == Mode::Index && cfg.index.contains("{{"))
+            .then(|| Template::compile(&TemplateConfig::Template(cfg.index.clone())).ok())
+            .flatten();
+        let l = [("sink", sink)];
+        Ok(ElasticsearchSink {
+            sink: sink.to_string(),
+            client: builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            url,
+            id_rule: cfg.id_rule().map_err(|e| e.message)?,
+            index_has_fields,
+            index_cache: None,
+            pending: Vec::new(),
+            dead_letter: DeadLetter::new(data_dir, sink, registry),
+            metrics: EsMetrics {
+                registry: registry.clone(),
+                sink: sink.to_string(),
+                outcomes: Vec::new(),
+                bytes_raw: registry.counter("weir_elasticsearch_bytes_total", "Bulk request bodies, by sink and stage (encoded, sent after compression).", &[("sink", sink), ("stage", "encoded")]),
+                bytes_sent: registry.counter("weir_elasticsearch_bytes_total", "Bulk request bodies, by sink and stage (encoded, sent after compression).", &[("sink", sink), ("stage", "sent")]),
+                batch_docs: registry.gauge("weir_elasticsearch_batch_documents", "Documents in the last bulk request.", &l),
+            },
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn batch_config(&self) -> BatchConfig {
+        self.cfg.batch.unwrap_or_default()
+    }
+
+    pub fn retry_config(&self) -> RetryConfig {
+        self.cfg.retry
+    }
+
+    fn index_for(&mut self, event: &Event) -> String {
+        if self.cfg.mode == Mode::DataStream {
+            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
+            return format!("{}-{}-{}", ds.r#type, ds.dataset, ds.namespace);
+        }
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time)).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(jiff::tz::TimeZone::UTC);
+        if let Some(t) = &self.index_has_fields {
+            let mut raw = String::new();
+            t.render(event, &mut raw);
+            return jiff::fmt::strtime::format(&raw, &ts).unwrap_or(raw).to_lowercase();
+        }
+        // One name per UTC hour at most: cache by hour.
+        let hour = event.time.div_euclid(3_600_000_000_000);
+        if let Some((h, name)) = &self.index_cache
+            && *h == hour
+        {
+            return name.clone();
+        }
+        let name = jiff::fmt::strtime::format(&self.cfg.index, &ts).unwrap_or_else(|_| self.cfg.index.clone());
+        self.index_cache = Some((hour, name.clone()));
+        name
+    }
+
+    /// The document: the event, renamed as configured, with `@timestamp`.
+    fn document(&self, event: &Event) -> String {
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time)).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_string();
+        let touches = event.get("@timestamp").is_some() || event.get("data_stream").is_some() || self.cfg.renames.keys().any(|k| event.get(k).is_some());
+        let mut buf = Vec::with_capacity(event.line().len() + 48);
+        if !touches {
+            buf.extend_from_slice(b"{\"@timestamp\":");
+            crate::event::write_json_str(&mut buf, &ts);
+            let mut body = Vec::with_capacity(event.line().len());
+            event.write_json(&mut body);
+            let inner = body.strip_prefix(b"{").unwrap_or(&body);
+            if inner.iter().any(|b| !b.is_ascii_whitespace() && *b != b'}') {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(inner);
+        } else {
+            let mut e = event.clone();
+            for (from, to) in &self.cfg.renames {
+                let value = e.get(from).map(|v| match v {
+                    crate::event::FieldRef::Json(raw) => serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
+                    crate::event::FieldRef::Text(t) => serde_json::Value::String(t.to_string()),
+                    crate::event::FieldRef::Owned(v) => v.clone(),
+                });
+                if let Some(v) = value {
+                    e.remove(from);
+                    e.insert(to, v);
+                }
+            }
+            e.remove("@timestamp");
+            if self.cfg.mode == Mode::DataStream {
+                e.remove("data_stream");
+            }
+            buf.extend_from_slice(b"{\"@timestamp\":");
+            crate::event::write_json_str(&mut buf, &ts);
+            let mut body = Vec::new();
+            e.write_json(&mut body);
+            let inner = &body[1..];
+            if inner != b"}" {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(inner);
+        }
+        if self.cfg.mode == Mode::DataStream {
+            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
+            buf.pop();
+            let _ = write!(buf, ",\"data_stream\":{{\"type\":\"{}\",\"dataset\":\"{}\",\"namespace\":\"{}\"}}}}", ds.r#type, ds.dataset, ds.namespace);
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    fn dead_letter_record(&self, d: &Doc, status: u64, kind: &str, reason: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("status".into(), status.into());
+        m.insert("error_type".into(), kind.into());
+        m.insert("reason".into(), reason.into());
+        m.insert("destination".into(), self.url.clone().into());
+        m.insert("index".into(), d.index.clone().into());
+        if let Some(id) = &d.id {
+            m.insert("id".into(), id.clone().into());
+        }
+        m.insert("document".into(), serde_json::from_str(&d.source).unwrap_or(serde_json::Value::String(d.source.clone())));
+        m.insert("line".into(), d.line.clone().into());
+        m
+    }
+
+    fn dead_letter_all(&mut self, class: &str, status: u64, reason: &str) -> Result<(), DeliveryError> {
+        let records: Vec<_> = self.pending.iter().map(|d| self.dead_letter_record(d, status, class, reason)).collect();
+        self.dead_letter.write(class, &records).map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
+        self.metrics.outcome("dead_lettered", records.len() as u64);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Applies a bulk answer: keeps the items to resend, dead-letters the
+    /// refused ones. Returns how many are left to resend.
+    fn apply_items(&mut self, answer: &serde_json::Value) -> Result<usize, DeliveryError> {
+        let Some(items) = answer["items"].as_array() else {
+            return Err(DeliveryError::from("the bulk answer has no `items`".to_string()));
+        };
+        if items.len() != self.pending.len() {
+            return Err(DeliveryError::from(format!("the bulk answer has {} items for {} documents", items.len(), self.pending.len())));
+        }
+        let mut keep = Vec::new();
+        let mut refused: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> = BTreeMap::new();
+        let (mut indexed, mut existing) = (0u64, 0u64);
+        let docs = std::mem::take(&mut self.pending);
+        for (d, item) in docs.into_iter().zip(items) {
+            let result = item.as_object().and_then(|o| o.values().next()).cloned().unwrap_or_default();
+            let status = result["status"].as_u64().unwrap_or(0);
+            let kind = result["error"]["type"].as_str().unwrap_or("").to_string();
+            match status {
+                200..=299 => indexed += 1,
+                409 if d.id.is_some() && kind == "version_conflict_engine_exception" => existing += 1,
+                429 | 500..=599 => keep.push(d),
+                _ => {
+                    let reason = result["error"]["reason"].as_str().unwrap_or("").to_string();
+                    let class = if kind.is_empty() { format!("status_{status}") } else { kind.clone() };
+                    let rec = self.dead_letter_record(&d, status, &kind, &reason);
+                    refused.entry(class).or_default().push(rec);
+                }
+            }
+        }
+        self.metrics.outcome("indexed", indexed);
+        self.metrics.outcome("conflict_existing", existing);
+        self.metrics.outcome("retried", keep.len() as u64);
+        let mut dead = 0;
+        for (class, records) in &refused {
+            dead += records.len();
+            self.dead_letter.write(class, records).map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
+        }
+        self.metrics.outcome("dead_lettered", dead as u64);
+        if dead > 0 {
+            tracing::warn!(sink = %self.sink, documents = dead, file = %self.dead_letter.path().display(), types = ?refused.keys().collect::<Vec<_>>(), "Elasticsearch refused documents; they are in the dead-letter file");
+        }
+        self.pending = keep;
+        Ok(self.pending.len())
+    }
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl Sink for ElasticsearchSink {
+    fn encode(&mut self, event: &Event) -> usize {
+        let index = self.index_for(event);
+        let id = match &self.id_rule {
+            IdRule::None => None,
+            IdRule::Fingerprint => event.origin.map(|o| format!("{:016x}-{}", o.file, o.offset)),
+            IdRule::Template(t) => {
+                let mut s = String::new();
+                t.render(event, &mut s);
+                (!s.is_empty()).then_some(s)
+            }
+        };
+        let op = if id.is_some() || self.cfg.mode == Mode::DataStream { "create" } else { "index" };
+        let mut action = Vec::with_capacity(80);
+        let _ = write!(action, "{{\"{op}\":{{\"_index\":");
+        crate::event::write_json_str(&mut action, &index);
+        if let Some(id) = &id {
+            action.extend_from_slice(b",\"_id\":");
+            crate::event::write_json_str(&mut action, id);
+        }
+        action.extend_from_slice(b"}}");
+        let source = self.document(event);
+        let size = action.len() + source.len() + 2;
+        self.pending.push(Doc {
+            action: String::from_utf8(action).unwrap_or_default(),
+            source,
+            line: event.line().to_string(),
+            index,
+            id,
+        });
+        size
+    }
+
+    async fn deliver(&mut self) -> Result<(), DeliveryError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut raw = Vec::with_capacity(self.pending.iter().map(|d| d.action.len() + d.source.len() + 2).sum());
+        for d in &self.pending {
+            raw.extend_from_slice(d.action.as_bytes());
+            raw.push(b'\n');
+            raw.extend_from_slice(d.source.as_bytes());
+            raw.push(b'\n');
+        }
+        self.metrics.bytes_raw.add(raw.len() as u64);
+        self.metrics.batch_docs.set(self.pending.len() as i64);
+        let body = match self.cfg.compression {
+            EsCompression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+                gz.write_all(&raw).expect("gzip to a Vec");
+                gz.finish().expect("gzip to a Vec")
+            }
+            EsCompression::None => raw,
+        };
+        let mut req = self.client.post(&self.url).header("Content-Type", "application/x-ndjson").body(body.clone());
+        if self.cfg.compression == EsCompression::Gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        if let Some(a) = &self.cfg.auth {
+            req = req.basic_auth(&a.user, Some(&a.password));
+        }
+        if let Some(k) = &self.cfg.api_key {
+            req = req.header("Authorization", format!("ApiKey {k}"));
+        }
+        if let Some(t) = &self.cfg.bearer_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| DeliveryError::from(format!("cannot reach Elasticsearch at {}: {e}", self.url)))?;
+        let status = resp.status();
+        let after = retry_after(resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        self.metrics.bytes_sent.add(body.len() as u64);
+        match status.as_u16() {
+            200..=299 => {
+                let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
+                if answer["errors"] == serde_json::Value::Bool(false) {
+                    self.metrics.outcome("indexed", self.pending.len() as u64);
+                    self.pending.clear();
+                    return Ok(());
+                }
+                match self.apply_items(&answer)? {
+                    0 => Ok(()),
+                    left => Err(DeliveryError { message: format!("{left} documents rejected with 429 or 5xx; resending only those"), retry_after: after }),
+                }
+            }
+            400 => {
+                // The body as a whole was refused (malformed NDJSON): nothing was indexed.
+                let reason = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["error"]["reason"].as_str().map(str::to_string)).unwrap_or(text);
+                tracing::error!(sink = %self.sink, %reason, "Elasticsearch refused the bulk request; the batch is in the dead-letter file");
+                self.dead_letter_all("request_rejected", 400, &reason)
+            }
+            413 => {
+                tracing::error!(sink = %self.sink, "bulk request over http.max_content_length (413); lower batch.max_bytes. The batch is in the dead-letter file");
+                self.dead_letter_all("request_too_large", 413, text.trim())
+            }
+            _ => Err(DeliveryError {
+                message: format!("Elasticsearch answered {status}: {}", text.chars().take(300).collect::<String>()),
+                retry_after: after,
+            }),
+        }
+    }
+
+    fn give_up(&mut self, reason: &str) -> bool {
+        self.dead_letter_all("retry_exhausted", 0, reason).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(yaml: &str) -> ElasticsearchSink {
+        let cfg: ElasticsearchConfig = crate::config::node::Node::parse(yaml).unwrap().deserialize().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        ElasticsearchSink::new(&cfg, "es", dir.path(), &Registry::default()).unwrap()
+    }
+
+    fn ev(line: &str, ts: i64) -> Event {
+        crate::decode::json::decode_object(line.into(), ts).unwrap()
+    }
+
+    #[test]
+    fn index_mode_actions_ids_and_documents() {
+        let mut s = sink("endpoint: http://127.0.0.1:1/prefix\nindex: logs-feynman-%Y.%m.%d\n");
+        let mut e = ev(r#"{"level":"INFO","nested":{"a":[1]}}"#, 1_738_310_400_123_000_000);
+        e.origin = Some(crate::event::Origin { file: 0xab, offset: 42 });
+        s.encode(&e);
+        s.encode(&ev(r#"{"n":1}"#, 0));
+        assert_eq!(s.url, "http://127.0.0.1:1/prefix/_bulk");
+        assert_eq!(s.pending[0].action, r#"{"create":{"_index":"logs-feynman-2025.01.31","_id":"00000000000000ab-42"}}"#);
+        assert_eq!(s.pending[0].source, r#"{"@timestamp":"2025-01-31T08:00:00.123Z","level":"INFO","nested":{"a":[1]}}"#);
+        assert_eq!(s.pending[1].action, r#"{"index":{"_index":"logs-feynman-1970.01.01"}}"#);
+    }
+
+    #[test]
+    fn data_streams_create_with_timestamp_and_renames() {
+        let mut s = sink("endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: feynman}\nrenames: {level: log.level}\nid: none\n");
+        s.encode(&ev(r#"{"level":"ERROR","@timestamp":"old"}"#, 0));
+        assert_eq!(s.pending[0].action, r#"{"create":{"_index":"logs-feynman-default"}}"#);
+        let doc: serde_json::Value = serde_json::from_str(&s.pending[0].source).unwrap();
+        assert_eq!(doc["@timestamp"], "1970-01-01T00:00:00Z");
+        assert_eq!(doc["log.level"], "ERROR");
+        assert!(doc.get("level").is_none());
+        assert_eq!(doc["data_stream"]["dataset"], "feynman");
+    }
+
+    #[test]
+    fn config_mistakes() {
+        let bad = |y: &str| {
+            let cfg: ElasticsearchConfig = crate::config::node::Node::parse(y).unwrap().deserialize().unwrap();
+            cfg.check().unwrap_err().key
+        };
+        assert_eq!(bad("endpoint: es:9200\n"), "endpoint");
+        assert_eq!(bad("endpoint: http://x\nindex: Logs-%Y\n"), "index");
+        assert_eq!(bad("endpoint: http://x\nindex: 'a b'\n"), "index");
+        assert_eq!(bad("endpoint: http://x\nindex: _x\n"), "index");
+        assert_eq!(bad("endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: My-App}\n"), "data_stream");
+        assert_eq!(bad("endpoint: http://x\nid: random\n"), "id");
+        assert_eq!(strip_specs("logs-%Y.%m.%d-{{ app }}"), "logs-..-");
+    }
+}
