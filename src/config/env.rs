@@ -4,7 +4,9 @@
 //! variable can stand anywhere a value can. It never adds or removes lines, and
 //! it remembers where it changed a line's length so that an error found later
 //! in the expanded text can be reported at the column the user wrote.
-//! `$$` is a literal `$`. It does not interpret the inserted values.
+//! `$$` is a literal `$`. Comments are left alone, so a commented-out line
+//! may mention a variable that is not set. It does not interpret the
+//! inserted values.
 
 use super::node::Pos;
 
@@ -63,8 +65,9 @@ pub fn expand(
     let mut out = String::with_capacity(text.len());
     let mut subs = Vec::new();
     let mut errors = Vec::new();
-    for (i, line) in text.split_inclusive('\n').enumerate() {
+    for (i, whole) in text.split_inclusive('\n').enumerate() {
         let line_no = i as u64 + 1;
+        let (line, comment) = whole.split_at(comment_start(whole));
         let mut rest = line;
         let mut col: u64 = 1; // column in the original line, in chars
         while let Some(at) = rest.find('$') {
@@ -157,12 +160,30 @@ pub fn expand(
             rest = &tail[close + 1..];
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     if errors.is_empty() {
         Ok(Expanded { text: out, subs })
     } else {
         Err(errors)
     }
+}
+
+/// Where a YAML comment starts on this line (its length if none): a `#`
+/// at the start or after white space, outside quotes.
+fn comment_start(line: &str) -> usize {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single && prev != '\\' => double = !double,
+            '#' if !single && !double && prev.is_whitespace() => return i,
+            _ => {}
+        }
+        prev = c;
+    }
+    line.len()
 }
 
 #[cfg(test)]
@@ -207,6 +228,19 @@ mod tests {
         assert_eq!(orig.column, 20); // "p: ${HOME_DIR}/logs: bad"
         // Inside the inserted value, point at the `${`.
         assert_eq!(e.original_pos(Pos { line: 1, column: 6 }).column, 4);
+    }
+
+    #[test]
+    fn comments_are_not_expanded() {
+        let e = expand(
+            "# ${NOPE}\na: 1 # uses ${NOPE}\nb: \"x # ${HOME_DIR}\"\n",
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            e.text,
+            "# ${NOPE}\na: 1 # uses ${NOPE}\nb: \"x # /home/weir\"\n"
+        );
     }
 
     #[test]

@@ -167,7 +167,14 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SOURCE_TYPES: &[&str] = &["file", "stdin"];
 const TRANSFORM_TYPES: &[&str] = &["filter"];
-const SINK_TYPES: &[&str] = &["file", "console", "blackhole", "metrics", "loki", "elasticsearch"];
+const SINK_TYPES: &[&str] = &[
+    "file",
+    "console",
+    "blackhole",
+    "metrics",
+    "loki",
+    "elasticsearch",
+];
 
 impl Pipeline {
     /// Reads and checks a pipeline file, expanding variables from the environment.

@@ -123,7 +123,10 @@ pub struct EsConfigError {
 }
 
 fn err(key: &'static str, message: impl Into<String>) -> EsConfigError {
-    EsConfigError { key, message: message.into() }
+    EsConfigError {
+        key,
+        message: message.into(),
+    }
 }
 
 /// Characters Elasticsearch refuses in index names.
@@ -137,33 +140,83 @@ enum IdRule {
 
 impl ElasticsearchConfig {
     pub fn check(&self) -> Result<(), EsConfigError> {
-        let ok_url = (self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) && reqwest::Url::parse(&self.endpoint).is_ok();
+        let ok_url = (self.endpoint.starts_with("http://")
+            || self.endpoint.starts_with("https://"))
+            && reqwest::Url::parse(&self.endpoint).is_ok();
         if !ok_url {
-            return Err(err("endpoint", format!("`{}` is not an http(s) URL, e.g. http://127.0.0.1:9200", self.endpoint)));
+            return Err(err(
+                "endpoint",
+                format!(
+                    "`{}` is not an http(s) URL, e.g. http://127.0.0.1:9200",
+                    self.endpoint
+                ),
+            ));
         }
         match self.mode {
             Mode::Index => {
                 if self.data_stream.is_some() {
-                    return Err(err("data_stream", "`data_stream` needs `mode: data_stream`"));
+                    return Err(err(
+                        "data_stream",
+                        "`data_stream` needs `mode: data_stream`",
+                    ));
                 }
                 // The fixed parts of the name must already be valid.
                 let fixed: String = strip_specs(&self.index);
                 if fixed.chars().any(|c| c.is_uppercase()) {
-                    return Err(err("index", format!("index names must be lowercase: `{}`", self.index)));
+                    return Err(err(
+                        "index",
+                        format!("index names must be lowercase: `{}`", self.index),
+                    ));
                 }
                 if let Some(c) = fixed.chars().find(|c| BAD_INDEX_CHARS.contains(c)) {
-                    return Err(err("index", format!("`{c}` is not allowed in an index name: `{}`", self.index)));
+                    return Err(err(
+                        "index",
+                        format!("`{c}` is not allowed in an index name: `{}`", self.index),
+                    ));
                 }
-                if self.index.starts_with(['-', '_', '+']) || self.index.is_empty() || self.index == "." || self.index == ".." {
-                    return Err(err("index", format!("`{}` is not a valid index name (it may not start with - _ +, or be . or ..)", self.index)));
+                if self.index.starts_with(['-', '_', '+'])
+                    || self.index.is_empty()
+                    || self.index == "."
+                    || self.index == ".."
+                {
+                    return Err(err(
+                        "index",
+                        format!(
+                            "`{}` is not a valid index name (it may not start with - _ +, or be . or ..)",
+                            self.index
+                        ),
+                    ));
                 }
-                jiff::fmt::strtime::format(&self.index, jiff::Timestamp::UNIX_EPOCH).map_err(|e| err("index", format!("invalid date pattern in `{}`: {e}", self.index)))?;
+                jiff::fmt::strtime::format(&self.index, jiff::Timestamp::UNIX_EPOCH).map_err(
+                    |e| {
+                        err(
+                            "index",
+                            format!("invalid date pattern in `{}`: {e}", self.index),
+                        )
+                    },
+                )?;
             }
             Mode::DataStream => {
-                let ds = self.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
-                for (what, v) in [("type", &ds.r#type), ("dataset", &ds.dataset), ("namespace", &ds.namespace)] {
-                    if v.is_empty() || v.chars().any(|c| c.is_uppercase() || BAD_INDEX_CHARS.contains(&c) || c == '-') {
-                        return Err(err("data_stream", format!("data_stream.{what} `{v}` must be lowercase, without `-` or any of \\ / * ? \" < > | , # : and spaces")));
+                let ds = self.data_stream.clone().unwrap_or(DataStreamConfig {
+                    r#type: logs(),
+                    dataset: generic(),
+                    namespace: default_ns(),
+                });
+                for (what, v) in [
+                    ("type", &ds.r#type),
+                    ("dataset", &ds.dataset),
+                    ("namespace", &ds.namespace),
+                ] {
+                    if v.is_empty()
+                        || v.chars()
+                            .any(|c| c.is_uppercase() || BAD_INDEX_CHARS.contains(&c) || c == '-')
+                    {
+                        return Err(err(
+                            "data_stream",
+                            format!(
+                                "data_stream.{what} `{v}` must be lowercase, without `-` or any of \\ / * ? \" < > | , # : and spaces"
+                            ),
+                        ));
                     }
                 }
             }
@@ -172,9 +225,19 @@ impl ElasticsearchConfig {
         if let Some(ca) = self.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             std::fs::read(ca).map_err(|e| err("tls", format!("cannot read {ca}: {e}")))?;
         }
-        let auths = [self.auth.is_some(), self.api_key.is_some(), self.bearer_token.is_some()].iter().filter(|b| **b).count();
+        let auths = [
+            self.auth.is_some(),
+            self.api_key.is_some(),
+            self.bearer_token.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if auths > 1 {
-            return Err(err("auth", "use one of `auth`, `api_key` and `bearer_token`"));
+            return Err(err(
+                "auth",
+                "use one of `auth`, `api_key` and `bearer_token`",
+            ));
         }
         Ok(())
     }
@@ -183,8 +246,18 @@ impl ElasticsearchConfig {
         Ok(match self.id.as_str() {
             "fingerprint" => IdRule::Fingerprint,
             "none" => IdRule::None,
-            t if t.contains("{{") => IdRule::Template(Template::compile(&TemplateConfig::Template(t.into())).map_err(|(_, m)| err("id", m))?),
-            other => return Err(err("id", format!("`{other}`: use `fingerprint`, `none`, or a template such as \"{{{{ request_id }}}}\""))),
+            t if t.contains("{{") => IdRule::Template(
+                Template::compile(&TemplateConfig::Template(t.into()))
+                    .map_err(|(_, m)| err("id", m))?,
+            ),
+            other => {
+                return Err(err(
+                    "id",
+                    format!(
+                        "`{other}`: use `fingerprint`, `none`, or a template such as \"{{{{ request_id }}}}\""
+                    ),
+                ));
+            }
         })
     }
 }
@@ -257,12 +330,21 @@ pub struct ElasticsearchSink {
 }
 
 impl ElasticsearchSink {
-    pub fn new(cfg: &ElasticsearchConfig, sink: &str, data_dir: &Path, registry: &Registry) -> Result<Self, String> {
+    pub fn new(
+        cfg: &ElasticsearchConfig,
+        sink: &str,
+        data_dir: &Path,
+        registry: &Registry,
+    ) -> Result<Self, String> {
         cfg.check().map_err(|e| e.message)?;
-        let mut builder = reqwest::Client::builder().timeout(cfg.request_timeout.0).user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.request_timeout.0)
+            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{ca}: {e}"))?);
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{ca}: {e}"))?,
+            );
         }
         let mut url = format!("{}/_bulk", cfg.endpoint.trim_end_matches('/'));
         if let Some(p) = &cfg.pipeline {
@@ -274,7 +356,9 @@ impl ElasticsearchSink {
         let l = [("sink", sink)];
         Ok(ElasticsearchSink {
             sink: sink.to_string(),
-            client: builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            client: builder
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
             url,
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
@@ -285,9 +369,21 @@ impl ElasticsearchSink {
                 registry: registry.clone(),
                 sink: sink.to_string(),
                 outcomes: Vec::new(),
-                bytes_raw: registry.counter("weir_elasticsearch_bytes_total", "Bulk request bodies, by sink and stage (encoded, sent after compression).", &[("sink", sink), ("stage", "encoded")]),
-                bytes_sent: registry.counter("weir_elasticsearch_bytes_total", "Bulk request bodies, by sink and stage (encoded, sent after compression).", &[("sink", sink), ("stage", "sent")]),
-                batch_docs: registry.gauge("weir_elasticsearch_batch_documents", "Documents in the last bulk request.", &l),
+                bytes_raw: registry.counter(
+                    "weir_elasticsearch_bytes_total",
+                    "Bulk request bodies, by sink and stage (encoded, sent after compression).",
+                    &[("sink", sink), ("stage", "encoded")],
+                ),
+                bytes_sent: registry.counter(
+                    "weir_elasticsearch_bytes_total",
+                    "Bulk request bodies, by sink and stage (encoded, sent after compression).",
+                    &[("sink", sink), ("stage", "sent")],
+                ),
+                batch_docs: registry.gauge(
+                    "weir_elasticsearch_batch_documents",
+                    "Documents in the last bulk request.",
+                    &l,
+                ),
             },
             cfg: cfg.clone(),
         })
@@ -303,14 +399,22 @@ impl ElasticsearchSink {
 
     fn index_for(&mut self, event: &Event) -> String {
         if self.cfg.mode == Mode::DataStream {
-            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
+            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig {
+                r#type: logs(),
+                dataset: generic(),
+                namespace: default_ns(),
+            });
             return format!("{}-{}-{}", ds.r#type, ds.dataset, ds.namespace);
         }
-        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time)).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(jiff::tz::TimeZone::UTC);
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned(jiff::tz::TimeZone::UTC);
         if let Some(t) = &self.index_has_fields {
             let mut raw = String::new();
             t.render(event, &mut raw);
-            return jiff::fmt::strtime::format(&raw, &ts).unwrap_or(raw).to_lowercase();
+            return jiff::fmt::strtime::format(&raw, &ts)
+                .unwrap_or(raw)
+                .to_lowercase();
         }
         // One name per UTC hour at most: cache by hour.
         let hour = event.time.div_euclid(3_600_000_000_000);
@@ -319,15 +423,20 @@ impl ElasticsearchSink {
         {
             return name.clone();
         }
-        let name = jiff::fmt::strtime::format(&self.cfg.index, &ts).unwrap_or_else(|_| self.cfg.index.clone());
+        let name = jiff::fmt::strtime::format(&self.cfg.index, &ts)
+            .unwrap_or_else(|_| self.cfg.index.clone());
         self.index_cache = Some((hour, name.clone()));
         name
     }
 
     /// The document: the event, renamed as configured, with `@timestamp`.
     fn document(&self, event: &Event) -> String {
-        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time)).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_string();
-        let touches = event.get("@timestamp").is_some() || event.get("data_stream").is_some() || self.cfg.renames.keys().any(|k| event.get(k).is_some());
+        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_string();
+        let touches = event.get("@timestamp").is_some()
+            || event.get("data_stream").is_some()
+            || self.cfg.renames.keys().any(|k| event.get(k).is_some());
         let mut buf = Vec::with_capacity(event.line().len() + 48);
         if !touches {
             buf.extend_from_slice(b"{\"@timestamp\":");
@@ -343,7 +452,9 @@ impl ElasticsearchSink {
             let mut e = event.clone();
             for (from, to) in &self.cfg.renames {
                 let value = e.get(from).map(|v| match v {
-                    crate::event::FieldRef::Json(raw) => serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
+                    crate::event::FieldRef::Json(raw) => {
+                        serde_json::from_str(raw).unwrap_or(serde_json::Value::Null)
+                    }
                     crate::event::FieldRef::Text(t) => serde_json::Value::String(t.to_string()),
                     crate::event::FieldRef::Owned(v) => v.clone(),
                 });
@@ -367,14 +478,28 @@ impl ElasticsearchSink {
             buf.extend_from_slice(inner);
         }
         if self.cfg.mode == Mode::DataStream {
-            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig { r#type: logs(), dataset: generic(), namespace: default_ns() });
+            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig {
+                r#type: logs(),
+                dataset: generic(),
+                namespace: default_ns(),
+            });
             buf.pop();
-            let _ = write!(buf, ",\"data_stream\":{{\"type\":\"{}\",\"dataset\":\"{}\",\"namespace\":\"{}\"}}}}", ds.r#type, ds.dataset, ds.namespace);
+            let _ = write!(
+                buf,
+                ",\"data_stream\":{{\"type\":\"{}\",\"dataset\":\"{}\",\"namespace\":\"{}\"}}}}",
+                ds.r#type, ds.dataset, ds.namespace
+            );
         }
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    fn dead_letter_record(&self, d: &Doc, status: u64, kind: &str, reason: &str) -> serde_json::Map<String, serde_json::Value> {
+    fn dead_letter_record(
+        &self,
+        d: &Doc,
+        status: u64,
+        kind: &str,
+        reason: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert("status".into(), status.into());
         m.insert("error_type".into(), kind.into());
@@ -384,14 +509,28 @@ impl ElasticsearchSink {
         if let Some(id) = &d.id {
             m.insert("id".into(), id.clone().into());
         }
-        m.insert("document".into(), serde_json::from_str(&d.source).unwrap_or(serde_json::Value::String(d.source.clone())));
+        m.insert(
+            "document".into(),
+            serde_json::from_str(&d.source).unwrap_or(serde_json::Value::String(d.source.clone())),
+        );
         m.insert("line".into(), d.line.clone().into());
         m
     }
 
-    fn dead_letter_all(&mut self, class: &str, status: u64, reason: &str) -> Result<(), DeliveryError> {
-        let records: Vec<_> = self.pending.iter().map(|d| self.dead_letter_record(d, status, class, reason)).collect();
-        self.dead_letter.write(class, &records).map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
+    fn dead_letter_all(
+        &mut self,
+        class: &str,
+        status: u64,
+        reason: &str,
+    ) -> Result<(), DeliveryError> {
+        let records: Vec<_> = self
+            .pending
+            .iter()
+            .map(|d| self.dead_letter_record(d, status, class, reason))
+            .collect();
+        self.dead_letter
+            .write(class, &records)
+            .map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
         self.metrics.outcome("dead_lettered", records.len() as u64);
         self.pending.clear();
         Ok(())
@@ -401,26 +540,43 @@ impl ElasticsearchSink {
     /// refused ones. Returns how many are left to resend.
     fn apply_items(&mut self, answer: &serde_json::Value) -> Result<usize, DeliveryError> {
         let Some(items) = answer["items"].as_array() else {
-            return Err(DeliveryError::from("the bulk answer has no `items`".to_string()));
+            return Err(DeliveryError::from(
+                "the bulk answer has no `items`".to_string(),
+            ));
         };
         if items.len() != self.pending.len() {
-            return Err(DeliveryError::from(format!("the bulk answer has {} items for {} documents", items.len(), self.pending.len())));
+            return Err(DeliveryError::from(format!(
+                "the bulk answer has {} items for {} documents",
+                items.len(),
+                self.pending.len()
+            )));
         }
         let mut keep = Vec::new();
-        let mut refused: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> = BTreeMap::new();
+        let mut refused: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> =
+            BTreeMap::new();
         let (mut indexed, mut existing) = (0u64, 0u64);
         let docs = std::mem::take(&mut self.pending);
         for (d, item) in docs.into_iter().zip(items) {
-            let result = item.as_object().and_then(|o| o.values().next()).cloned().unwrap_or_default();
+            let result = item
+                .as_object()
+                .and_then(|o| o.values().next())
+                .cloned()
+                .unwrap_or_default();
             let status = result["status"].as_u64().unwrap_or(0);
             let kind = result["error"]["type"].as_str().unwrap_or("").to_string();
             match status {
                 200..=299 => indexed += 1,
-                409 if d.id.is_some() && kind == "version_conflict_engine_exception" => existing += 1,
+                409 if d.id.is_some() && kind == "version_conflict_engine_exception" => {
+                    existing += 1
+                }
                 429 | 500..=599 => keep.push(d),
                 _ => {
                     let reason = result["error"]["reason"].as_str().unwrap_or("").to_string();
-                    let class = if kind.is_empty() { format!("status_{status}") } else { kind.clone() };
+                    let class = if kind.is_empty() {
+                        format!("status_{status}")
+                    } else {
+                        kind.clone()
+                    };
                     let rec = self.dead_letter_record(&d, status, &kind, &reason);
                     refused.entry(class).or_default().push(rec);
                 }
@@ -432,7 +588,9 @@ impl ElasticsearchSink {
         let mut dead = 0;
         for (class, records) in &refused {
             dead += records.len();
-            self.dead_letter.write(class, records).map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
+            self.dead_letter.write(class, records).map_err(|e| {
+                DeliveryError::from(format!("cannot write the dead-letter file: {e}"))
+            })?;
         }
         self.metrics.outcome("dead_lettered", dead as u64);
         if dead > 0 {
@@ -444,7 +602,13 @@ impl ElasticsearchSink {
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 impl Sink for ElasticsearchSink {
@@ -452,14 +616,20 @@ impl Sink for ElasticsearchSink {
         let index = self.index_for(event);
         let id = match &self.id_rule {
             IdRule::None => None,
-            IdRule::Fingerprint => event.origin.map(|o| format!("{:016x}-{}", o.file, o.offset)),
+            IdRule::Fingerprint => event
+                .origin
+                .map(|o| format!("{:016x}-{}", o.file, o.offset)),
             IdRule::Template(t) => {
                 let mut s = String::new();
                 t.render(event, &mut s);
                 (!s.is_empty()).then_some(s)
             }
         };
-        let op = if id.is_some() || self.cfg.mode == Mode::DataStream { "create" } else { "index" };
+        let op = if id.is_some() || self.cfg.mode == Mode::DataStream {
+            "create"
+        } else {
+            "index"
+        };
         let mut action = Vec::with_capacity(80);
         let _ = write!(action, "{{\"{op}\":{{\"_index\":");
         crate::event::write_json_str(&mut action, &index);
@@ -484,7 +654,12 @@ impl Sink for ElasticsearchSink {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let mut raw = Vec::with_capacity(self.pending.iter().map(|d| d.action.len() + d.source.len() + 2).sum());
+        let mut raw = Vec::with_capacity(
+            self.pending
+                .iter()
+                .map(|d| d.action.len() + d.source.len() + 2)
+                .sum(),
+        );
         for d in &self.pending {
             raw.extend_from_slice(d.action.as_bytes());
             raw.push(b'\n');
@@ -495,13 +670,20 @@ impl Sink for ElasticsearchSink {
         self.metrics.batch_docs.set(self.pending.len() as i64);
         let body = match self.cfg.compression {
             EsCompression::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+                let mut gz = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(raw.len() / 4),
+                    flate2::Compression::fast(),
+                );
                 gz.write_all(&raw).expect("gzip to a Vec");
                 gz.finish().expect("gzip to a Vec")
             }
             EsCompression::None => raw,
         };
-        let mut req = self.client.post(&self.url).header("Content-Type", "application/x-ndjson").body(body.clone());
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/x-ndjson")
+            .body(body.clone());
         if self.cfg.compression == EsCompression::Gzip {
             req = req.header("Content-Encoding", "gzip");
         }
@@ -514,14 +696,17 @@ impl Sink for ElasticsearchSink {
         if let Some(t) = &self.cfg.bearer_token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| DeliveryError::from(format!("cannot reach Elasticsearch at {}: {e}", self.url)))?;
+        let resp = req.send().await.map_err(|e| {
+            DeliveryError::from(format!("cannot reach Elasticsearch at {}: {e}", self.url))
+        })?;
         let status = resp.status();
         let after = retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         self.metrics.bytes_sent.add(body.len() as u64);
         match status.as_u16() {
             200..=299 => {
-                let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
+                let answer: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
                 if answer["errors"] == serde_json::Value::Bool(false) {
                     self.metrics.outcome("indexed", self.pending.len() as u64);
                     self.pending.clear();
@@ -529,12 +714,20 @@ impl Sink for ElasticsearchSink {
                 }
                 match self.apply_items(&answer)? {
                     0 => Ok(()),
-                    left => Err(DeliveryError { message: format!("{left} documents rejected with 429 or 5xx; resending only those"), retry_after: after }),
+                    left => Err(DeliveryError {
+                        message: format!(
+                            "{left} documents rejected with 429 or 5xx; resending only those"
+                        ),
+                        retry_after: after,
+                    }),
                 }
             }
             400 => {
                 // The body as a whole was refused (malformed NDJSON): nothing was indexed.
-                let reason = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["error"]["reason"].as_str().map(str::to_string)).unwrap_or(text);
+                let reason = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["reason"].as_str().map(str::to_string))
+                    .unwrap_or(text);
                 tracing::error!(sink = %self.sink, %reason, "Elasticsearch refused the bulk request; the batch is in the dead-letter file");
                 self.dead_letter_all("request_rejected", 400, &reason)
             }
@@ -543,7 +736,10 @@ impl Sink for ElasticsearchSink {
                 self.dead_letter_all("request_too_large", 413, text.trim())
             }
             _ => Err(DeliveryError {
-                message: format!("Elasticsearch answered {status}: {}", text.chars().take(300).collect::<String>()),
+                message: format!(
+                    "Elasticsearch answered {status}: {}",
+                    text.chars().take(300).collect::<String>()
+                ),
                 retry_after: after,
             }),
         }
@@ -559,7 +755,10 @@ mod tests {
     use super::*;
 
     fn sink(yaml: &str) -> ElasticsearchSink {
-        let cfg: ElasticsearchConfig = crate::config::node::Node::parse(yaml).unwrap().deserialize().unwrap();
+        let cfg: ElasticsearchConfig = crate::config::node::Node::parse(yaml)
+            .unwrap()
+            .deserialize()
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         ElasticsearchSink::new(&cfg, "es", dir.path(), &Registry::default()).unwrap()
     }
@@ -571,21 +770,41 @@ mod tests {
     #[test]
     fn index_mode_actions_ids_and_documents() {
         let mut s = sink("endpoint: http://127.0.0.1:1/prefix\nindex: logs-feynman-%Y.%m.%d\n");
-        let mut e = ev(r#"{"level":"INFO","nested":{"a":[1]}}"#, 1_738_310_400_123_000_000);
-        e.origin = Some(crate::event::Origin { file: 0xab, offset: 42 });
+        let mut e = ev(
+            r#"{"level":"INFO","nested":{"a":[1]}}"#,
+            1_738_310_400_123_000_000,
+        );
+        e.origin = Some(crate::event::Origin {
+            file: 0xab,
+            offset: 42,
+        });
         s.encode(&e);
         s.encode(&ev(r#"{"n":1}"#, 0));
         assert_eq!(s.url, "http://127.0.0.1:1/prefix/_bulk");
-        assert_eq!(s.pending[0].action, r#"{"create":{"_index":"logs-feynman-2025.01.31","_id":"00000000000000ab-42"}}"#);
-        assert_eq!(s.pending[0].source, r#"{"@timestamp":"2025-01-31T08:00:00.123Z","level":"INFO","nested":{"a":[1]}}"#);
-        assert_eq!(s.pending[1].action, r#"{"index":{"_index":"logs-feynman-1970.01.01"}}"#);
+        assert_eq!(
+            s.pending[0].action,
+            r#"{"create":{"_index":"logs-feynman-2025.01.31","_id":"00000000000000ab-42"}}"#
+        );
+        assert_eq!(
+            s.pending[0].source,
+            r#"{"@timestamp":"2025-01-31T08:00:00.123Z","level":"INFO","nested":{"a":[1]}}"#
+        );
+        assert_eq!(
+            s.pending[1].action,
+            r#"{"index":{"_index":"logs-feynman-1970.01.01"}}"#
+        );
     }
 
     #[test]
     fn data_streams_create_with_timestamp_and_renames() {
-        let mut s = sink("endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: feynman}\nrenames: {level: log.level}\nid: none\n");
+        let mut s = sink(
+            "endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: feynman}\nrenames: {level: log.level}\nid: none\n",
+        );
         s.encode(&ev(r#"{"level":"ERROR","@timestamp":"old"}"#, 0));
-        assert_eq!(s.pending[0].action, r#"{"create":{"_index":"logs-feynman-default"}}"#);
+        assert_eq!(
+            s.pending[0].action,
+            r#"{"create":{"_index":"logs-feynman-default"}}"#
+        );
         let doc: serde_json::Value = serde_json::from_str(&s.pending[0].source).unwrap();
         assert_eq!(doc["@timestamp"], "1970-01-01T00:00:00Z");
         assert_eq!(doc["log.level"], "ERROR");
@@ -596,14 +815,20 @@ mod tests {
     #[test]
     fn config_mistakes() {
         let bad = |y: &str| {
-            let cfg: ElasticsearchConfig = crate::config::node::Node::parse(y).unwrap().deserialize().unwrap();
+            let cfg: ElasticsearchConfig = crate::config::node::Node::parse(y)
+                .unwrap()
+                .deserialize()
+                .unwrap();
             cfg.check().unwrap_err().key
         };
         assert_eq!(bad("endpoint: es:9200\n"), "endpoint");
         assert_eq!(bad("endpoint: http://x\nindex: Logs-%Y\n"), "index");
         assert_eq!(bad("endpoint: http://x\nindex: 'a b'\n"), "index");
         assert_eq!(bad("endpoint: http://x\nindex: _x\n"), "index");
-        assert_eq!(bad("endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: My-App}\n"), "data_stream");
+        assert_eq!(
+            bad("endpoint: http://x\nmode: data_stream\ndata_stream: {dataset: My-App}\n"),
+            "data_stream"
+        );
         assert_eq!(bad("endpoint: http://x\nid: random\n"), "id");
         assert_eq!(strip_specs("logs-%Y.%m.%d-{{ app }}"), "logs-..-");
     }

@@ -103,7 +103,12 @@ pub async fn run(
                 ))
             }
             SinkKind::Elasticsearch(cfg) => {
-                let sink = match sink::elasticsearch::ElasticsearchSink::new(cfg, &c.name, &pipeline.data_dir, registry) {
+                let sink = match sink::elasticsearch::ElasticsearchSink::new(
+                    cfg,
+                    &c.name,
+                    &pipeline.data_dir,
+                    registry,
+                ) {
                     Ok(s) => s,
                     Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
                 };
