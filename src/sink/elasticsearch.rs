@@ -501,7 +501,9 @@ impl ElasticsearchSink {
         reason: &str,
     ) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
-        m.insert("status".into(), status.into());
+        if status != 0 {
+            m.insert("status".into(), status.into());
+        }
         m.insert("error_type".into(), kind.into());
         m.insert("reason".into(), reason.into());
         m.insert("destination".into(), self.url.clone().into());

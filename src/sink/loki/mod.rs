@@ -99,6 +99,12 @@ pub struct LokiConfig {
     pub compression: Compression,
     #[serde(default)]
     pub out_of_order: OutOfOrder,
+    /// How far behind its stream's newest entry Loki still accepts one
+    /// (`max_chunk_age / 2`, 1h by default). Older entries are set aside
+    /// here, before sending: Loki would refuse them, and when a request
+    /// holds several streams it reports the refusals of the last one only.
+    #[serde(default = "default_window")]
+    pub out_of_order_window: Dur,
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
     pub tenant_id: Option<String>,
@@ -121,6 +127,9 @@ fn default_max_streams() -> usize {
 }
 fn default_request_timeout() -> Dur {
     Dur(Duration::from_secs(30))
+}
+fn default_window() -> Dur {
+    Dur(Duration::from_secs(3600))
 }
 
 /// Loki's limit on label names per stream (3.x).
@@ -515,6 +524,48 @@ impl LokiSink {
         (body, entries)
     }
 
+    /// Dead-letters the entries Loki's out-of-order window would refuse:
+    /// older than what their stream already sent, minus the window.
+    fn set_aside_too_far_behind(&mut self) -> Result<(), DeliveryError> {
+        if self.cfg.out_of_order == OutOfOrder::Pass {
+            return Ok(());
+        }
+        let window = self.cfg.out_of_order_window.0.as_nanos() as i64;
+        let mut records = Vec::new();
+        for i in 0..self.pending.len() {
+            let Some(&newest) = self.newest_sent.get(&self.pending[i].key) else {
+                continue;
+            };
+            let cutoff = newest.saturating_sub(window);
+            let (old, keep): (Vec<Entry>, Vec<Entry>) =
+                std::mem::take(&mut self.pending[i].entries)
+                    .into_iter()
+                    .partition(|e| e.ts < cutoff);
+            self.pending[i].entries = keep;
+            let reason = format!(
+                "entry too far behind: older than its stream's newest sent entry ({}) minus out_of_order_window ({:?}); Loki would refuse it",
+                jiff::Timestamp::from_nanosecond(i128::from(newest))
+                    .map_or_else(|_| newest.to_string(), |t| t.to_string()),
+                self.cfg.out_of_order_window.0
+            );
+            for e in &old {
+                records.push(self.dead_letter_record(&self.pending[i], e, 0, &reason));
+            }
+        }
+        if !records.is_empty() {
+            self.dead_letter
+                .write("too_far_behind", &records)
+                .map_err(|e| {
+                    DeliveryError::from(format!(
+                        "cannot write the dead-letter file {}: {e}",
+                        self.dead_letter.path().display()
+                    ))
+                })?;
+            tracing::warn!(sink = %self.sink, entries = records.len(), file = %self.dead_letter.path().display(), "entries too far behind their stream for Loki are in the dead-letter file");
+        }
+        Ok(())
+    }
+
     /// After a 2xx or 400: remember each stream's newest timestamp, clear.
     fn settle(&mut self) {
         for s in &self.pending {
@@ -539,7 +590,9 @@ impl LokiSink {
         let ts = jiff::Timestamp::from_nanosecond(i128::from(e.ts))
             .map_or_else(|_| e.ts.to_string(), |t| t.to_string());
         m.insert("time".into(), ts.into());
-        m.insert("status".into(), status.into());
+        if status != 0 {
+            m.insert("status".into(), status.into());
+        }
         m.insert("reason".into(), reason.into());
         m.insert("destination".into(), self.url.clone().into());
         m.insert("stream".into(), s.key.clone().into());
@@ -672,6 +725,9 @@ impl Sink for LokiSink {
     }
 
     async fn deliver(&mut self) -> Result<(), DeliveryError> {
+        if self.body.is_none() {
+            self.set_aside_too_far_behind()?;
+        }
         if self.pending.iter().all(|s| s.entries.is_empty()) {
             self.settle();
             return Ok(());
