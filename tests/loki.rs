@@ -4,7 +4,6 @@
 
 mod common;
 #[path = "common/loki.rs"]
-#[allow(dead_code)]
 mod fake_loki;
 
 use std::collections::BTreeMap;

@@ -626,7 +626,9 @@ impl LokiSink {
                 let hit = for_stream.iter().find(|r| match r.target {
                     Target::At(t) => e.ts == t,
                     Target::OlderThan(t) => e.ts < t,
+                    Target::Second(t) => e.ts.div_euclid(1_000_000_000) == t,
                     Target::Length(n) => e.line.len() == n,
+                    Target::LongerThan(n) => e.line.len() > n,
                     Target::Stream => true,
                 });
                 if let Some(r) = hit {

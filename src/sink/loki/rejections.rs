@@ -28,8 +28,13 @@ pub enum Target {
     At(i64),
     /// Entries of the stream older than this timestamp (ns).
     OlderThan(i64),
+    /// Entries of the stream in this second (distributor messages print
+    /// RFC 3339 without a fraction).
+    Second(i64),
     /// Entries of the stream whose line has this many bytes.
     Length(usize),
+    /// Entries of the stream whose line is longer than this.
+    LongerThan(usize),
     /// Every entry of the stream.
     Stream,
 }
@@ -56,15 +61,16 @@ static INGESTER_SUMMARY: LazyLock<Regex> = LazyLock::new(|| {
 static OLDEST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"oldest acceptable timestamp is: ([^',]+)").expect("valid"));
 static TOO_OLD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"entry for stream '(\{.*?\})' has timestamp too old: (.+?), oldest acceptable")
-        .expect("valid")
+    Regex::new(r"entry for stream '(\{.*?\})' has timestamp too old: (.+?), oldest acceptable timestamp is: (.+)$").expect("valid")
 });
 static TOO_NEW: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"entry for stream '(\{.*?\})' has timestamp too new: (.+?)$").expect("valid")
 });
 static TOO_LONG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"Max entry size '\d+' bytes exceeded for stream '(\{.*?\})' while adding an entry with length '(\d+)' bytes").expect("valid")
+    Regex::new(r"Max entry size '(\d+)' bytes exceeded for stream '(\{.*?\})' while adding an entry with length '(\d+)' bytes").expect("valid")
 });
+static GROUPED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d+ errors like: ").expect("valid"));
 static STREAM_WIDE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"stream '(\{.*?\})' (has|includes) ").expect("valid"));
 
@@ -126,7 +132,14 @@ pub fn parse_time(s: &str) -> Option<i64> {
 pub fn parse(body: &str) -> Vec<Rejection> {
     let mut out = Vec::new();
     let mut listed: Vec<(i64, String)> = Vec::new();
-    for line in body.lines().map(str::trim) {
+    // The distributor groups its errors (`N errors like: <msg>`) and joins
+    // them with `; `; the ingester writes a line each.
+    let messages = body
+        .lines()
+        .flat_map(|l| l.split("; "))
+        .map(|m| GROUPED.replace(m.trim(), "").into_owned());
+    for line in messages {
+        let line = line.as_str();
         if let Some(c) = INGESTER_ENTRY.captures(line) {
             if let Some(t) = parse_time(&c[1]) {
                 listed.push((t, c[2].to_string()));
@@ -166,19 +179,20 @@ pub fn parse(body: &str) -> Vec<Rejection> {
             }
             continue;
         }
+        // Grouped messages name one example: take the rule, not the example.
         let found = if let Some(c) = TOO_OLD.captures(line) {
             parse_labels(&c[1])
-                .zip(parse_time(&c[2]))
-                .map(|(s, t)| (s, Target::At(t), "too_old"))
+                .zip(parse_time(&c[3]))
+                .map(|(s, t)| (s, Target::OlderThan(t), "too_old"))
         } else if let Some(c) = TOO_NEW.captures(line) {
             parse_labels(&c[1])
                 .zip(parse_time(&c[2]))
-                .map(|(s, t)| (s, Target::At(t), "too_new"))
+                .map(|(s, t)| (s, Target::Second(t.div_euclid(1_000_000_000)), "too_new"))
         } else if let Some(c) = TOO_LONG.captures(line) {
-            parse_labels(&c[1]).map(|s| {
+            parse_labels(&c[2]).map(|s| {
                 (
                     s,
-                    Target::Length(c[2].parse().unwrap_or(0)),
+                    Target::LongerThan(c[1].parse().unwrap_or(usize::MAX)),
                     "line_too_long",
                 )
             })
@@ -267,9 +281,9 @@ mod tests {
 
     #[test]
     fn distributor_messages() {
-        let body = "entry for stream '{app=\"api\"}' has timestamp too old: 2020-01-01 00:00:00 +0000 UTC, oldest acceptable timestamp is: 2025-01-24 00:00:00 +0000 UTC\n\
-                    Max entry size '262144' bytes exceeded for stream '{app=\"api\"}' while adding an entry with length '300000' bytes\n\
-                    entry for stream '{app=\"web\"}' has timestamp too new: 2030-01-01 00:00:00 +0000 UTC\n\
+        let body = "entry for stream '{app=\"api\"}' has timestamp too old: 2020-01-01T00:00:00Z, oldest acceptable timestamp is: 2025-01-24T00:00:00Z; \
+                    3 errors like: Max entry size '262144' bytes exceeded for stream '{app=\"api\"}' while adding an entry with length '300000' bytes\n\
+                    entry for stream '{app=\"web\"}' has timestamp too new: 2030-01-01T00:00:00Z\n\
                     stream '{app=\"x\"}' has label value too long: 'aaaa'";
         let r = parse(body);
         let classes: Vec<&str> = r.iter().map(|r| r.class).collect();
@@ -277,7 +291,12 @@ mod tests {
             classes,
             ["too_old", "line_too_long", "too_new", "invalid_stream"]
         );
-        assert_eq!(r[1].target, Target::Length(300_000));
+        assert_eq!(r[0].target, Target::OlderThan(ns("2025-01-24T00:00:00Z")));
+        assert_eq!(r[1].target, Target::LongerThan(262_144));
+        assert_eq!(
+            r[2].target,
+            Target::Second(ns("2030-01-01T00:00:00Z") / 1_000_000_000)
+        );
         assert_eq!(r[3].target, Target::Stream);
     }
 
