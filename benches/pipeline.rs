@@ -13,6 +13,8 @@
 //! - **(d) file → blackhole**: a `file` source (`read_from: beginning`) instead of stdin.
 //! - **(f) stdin → blackhole + metrics**: (c) plus the `metrics` sink of
 //!   `pipelines/feynman.yaml` (every rule and the cost counters).
+//! - **(g) stdin → loki**: a `loki` sink (protobuf + snappy) pushing to a receiver in
+//!   this process on loopback that decodes every request and answers 204.
 //!
 //! Every weir run gets a fresh temporary `data_dir` (so no checkpoints carry over),
 //! `api.enabled: false`, and `--metrics-file`; the run must exit 0 and its
@@ -77,6 +79,8 @@ enum SinkKind {
     Blackhole,
     /// A blackhole plus the `metrics` sink of pipelines/feynman.yaml.
     BlackholeAndMetrics,
+    /// A `loki` sink pushing to a receiver in this process.
+    Loki,
 }
 
 struct Case {
@@ -85,7 +89,7 @@ struct Case {
     sink: SinkKind,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         label: "(b) weir stdin -> file",
         source: Source::Stdin,
@@ -106,7 +110,75 @@ const CASES: [Case; 4] = [
         source: Source::Stdin,
         sink: SinkKind::BlackholeAndMetrics,
     },
+    Case {
+        label: "(g) weir stdin -> loki (loopback)",
+        source: Source::Stdin,
+        sink: SinkKind::Loki,
+    },
 ];
+
+/// A Loki push receiver on loopback that decodes (snappy + protobuf) and
+/// counts entries, answering 204 like Loki. Its CPU is this process's, not
+/// weir's.
+struct LokiReceiver {
+    url: String,
+    entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn loki_receiver() -> &'static LokiReceiver {
+    static R: std::sync::OnceLock<LokiReceiver> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let entries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = entries.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().expect("clone socket");
+                    let mut r = std::io::BufReader::new(conn);
+                    loop {
+                        let mut len = 0usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = line.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let raw = snap::raw::Decoder::new()
+                            .decompress_vec(&body)
+                            .expect("snappy body");
+                        let req = <weir::sink::loki::proto::PushRequest as prost::Message>::decode(
+                            raw.as_slice(),
+                        )
+                        .expect("protobuf body");
+                        let n: usize = req.streams.iter().map(|s| s.entries.len()).sum();
+                        count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        if w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LokiReceiver { url, entries }
+    })
+}
 
 /// The `metrics` sink of pipelines/feynman.yaml, reading from `in`.
 fn feynman_metrics_sink() -> String {
@@ -392,6 +464,12 @@ fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
             let _ = writeln!(y, "    inputs: [in]");
             y.push_str(&feynman_metrics_sink());
         }
+        SinkKind::Loki => {
+            let _ = writeln!(y, "    type: loki");
+            let _ = writeln!(y, "    inputs: [in]");
+            let _ = writeln!(y, "    endpoint: {}", loki_receiver().url);
+            let _ = writeln!(y, "    labels: {{app: feynman, level: '{{{{ level }}}}'}}");
+        }
     }
     y
 }
@@ -584,11 +662,22 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
             .expect("every case ran")
     };
     let floor_lps = lines_per_s(floor, lines);
-    let (b, c, f) = (get("(b)"), get("(c)"), get("(f)"));
+    let (b, c, f, g) = (get("(b)"), get("(c)"), get("(f)"), get("(g)"));
     let c_lps = lines_per_s(&c, lines);
+    let received = loki_receiver()
+        .entries
+        .load(std::sync::atomic::Ordering::Relaxed);
     let cpu = |m: &Measure| m.cpu.as_secs_f64();
     let added = cpu(&f) / cpu(&c) - 1.0;
     vec![
+        (
+            format!(
+                "(g) stdin -> loki: every line received by the Loki receiver ({received} entries), {:.0} lines/s = {:.2}x the floor",
+                lines_per_s(&g, lines),
+                lines_per_s(&g, lines) / floor_lps
+            ),
+            received > 0 && received.is_multiple_of(lines),
+        ),
         (
             format!(
                 "(f) deriving feynman.yaml's metrics adds <= 25% CPU to (c): {:+.1}% ({:.2} s vs {:.2} s; wall {:+.1}%)",

@@ -29,7 +29,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use prost::Message;
 use serde::Deserialize;
 
 use super::dead_letter::DeadLetter;
@@ -301,7 +300,8 @@ pub struct LokiSink {
     body: Option<(Vec<u8>, usize)>,
     dead_letter: DeadLetter,
     metrics: LokiMetrics,
-    scratch: Vec<(String, String)>,
+    key_buf: String,
+    value_buf: String,
 }
 
 /// `{a="x", b="y"}` with values escaped as Loki (and Prometheus) expect.
@@ -311,20 +311,25 @@ fn label_string(pairs: &[(String, String)]) -> String {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(k);
-        s.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => s.push_str("\\\\"),
-                '"' => s.push_str("\\\""),
-                '\n' => s.push_str("\\n"),
-                c => s.push(c),
-            }
-        }
-        s.push('"');
+        push_label(&mut s, k, v);
     }
     s.push('}');
     s
+}
+
+/// Appends `name="value"`, escaping the value.
+fn push_label(s: &mut String, name: &str, value: &str) {
+    s.push_str(name);
+    s.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
 }
 
 impl LokiSink {
@@ -334,7 +339,8 @@ impl LokiSink {
         data_dir: &Path,
         registry: &Registry,
     ) -> Result<LokiSink, String> {
-        let (labels, metadata, line, url) = cfg.compile().map_err(|e| e.message)?;
+        let (mut labels, metadata, line, url) = cfg.compile().map_err(|e| e.message)?;
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
         let mut builder = reqwest::Client::builder()
             .timeout(cfg.request_timeout.0)
             .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
@@ -374,7 +380,8 @@ impl LokiSink {
             body: None,
             dead_letter: DeadLetter::new(data_dir, sink, registry),
             metrics,
-            scratch: Vec::new(),
+            key_buf: String::new(),
+            value_buf: String::new(),
         })
     }
 
@@ -386,26 +393,60 @@ impl LokiSink {
         self.cfg.retry
     }
 
-    /// The stream key and label pairs of an event (empty values left out).
-    fn stream_of(&mut self, event: &Event) -> (String, Vec<(String, String)>) {
-        self.scratch.clear();
+    /// The index in `pending` of the stream an event belongs to. The
+    /// labels are kept sorted by name, so the key is built in one pass into
+    /// a reused buffer; allocation happens only for a stream new to this batch.
+    fn stream_of(&mut self, event: &Event) -> usize {
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.push('{');
+        let mut value = std::mem::take(&mut self.value_buf);
         for (name, t) in &self.labels {
-            let mut v = String::new();
-            t.render(event, &mut v);
-            if !v.is_empty() {
-                self.scratch.push((name.clone(), v));
+            value.clear();
+            t.render(event, &mut value);
+            if value.is_empty() {
+                continue;
             }
+            if key.len() > 1 {
+                key.push_str(", ");
+            }
+            push_label(&mut key, name, &value);
         }
-        self.scratch.sort();
-        let key = label_string(&self.scratch);
-        if self.known_streams.contains(&key) {
-            return (key, self.scratch.clone());
-        }
-        if self.known_streams.len() < self.cfg.max_streams {
-            self.known_streams.insert(key.clone());
-            return (key, self.scratch.clone());
-        }
-        // Over the limit: the fixed labels plus a marker, one stream for all.
+        key.push('}');
+        self.value_buf = value;
+        let found = self.index.get(key.as_str()).copied();
+        let idx = match found {
+            Some(i) => i,
+            None => {
+                let key = if self.known_streams.contains(key.as_str())
+                    || self.known_streams.len() < self.cfg.max_streams
+                {
+                    self.known_streams.insert(key.clone());
+                    key.clone()
+                } else {
+                    self.overflow_key()
+                };
+                match self.index.get(key.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        let pairs = rejections::parse_labels(&key).unwrap_or_default();
+                        self.pending.push(Stream {
+                            key: key.clone(),
+                            pairs,
+                            entries: Vec::new(),
+                        });
+                        self.index.insert(key, self.pending.len() - 1);
+                        self.pending.len() - 1
+                    }
+                }
+            }
+        };
+        self.key_buf = key;
+        idx
+    }
+
+    /// Over `max_streams`: the fixed labels plus a marker, one stream for all.
+    fn overflow_key(&mut self) -> String {
         self.metrics.overflow.inc();
         if !self.overflow_warned {
             self.overflow_warned = true;
@@ -421,7 +462,7 @@ impl LokiSink {
             .collect();
         pairs.push(("weir_overflow".into(), "true".into()));
         pairs.sort();
-        (label_string(&pairs), pairs)
+        label_string(&pairs)
     }
 
     fn encode_request(&mut self) -> (Vec<u8>, usize) {
@@ -444,33 +485,22 @@ impl LokiSink {
             entries += s.entries.len();
         }
         let raw = match self.cfg.encoding {
-            Encoding::Protobuf => proto::PushRequest {
-                streams: self
+            Encoding::Protobuf => proto::encode_push(
+                &self
                     .pending
                     .iter()
                     .filter(|s| !s.entries.is_empty())
-                    .map(|s| proto::StreamAdapter {
-                        labels: s.key.clone(),
-                        entries: s
-                            .entries
-                            .iter()
-                            .map(|e| proto::EntryAdapter {
-                                timestamp: Some(proto::Timestamp::from_nanos(e.ts)),
-                                line: e.line.clone(),
-                                structured_metadata: e
-                                    .metadata
-                                    .iter()
-                                    .map(|(n, v)| proto::LabelPairAdapter {
-                                        name: n.clone(),
-                                        value: v.clone(),
-                                    })
-                                    .collect(),
-                            })
-                            .collect(),
+                    .map(|s| {
+                        (
+                            s.key.as_str(),
+                            s.entries
+                                .iter()
+                                .map(|e| (e.ts, e.line.as_str(), e.metadata.as_slice())),
+                        )
                     })
-                    .collect(),
-            }
-            .encode_to_vec(),
+                    .map(|(k, it)| (k, it.collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+            ),
             Encoding::Json => {
                 let streams: Vec<serde_json::Value> = self
                     .pending
@@ -677,7 +707,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl Sink for LokiSink {
     fn encode(&mut self, event: &Event) -> usize {
-        let (key, pairs) = self.stream_of(event);
+        let idx = self.stream_of(event);
         let line = match &self.line {
             Line::Original => event.line().to_string(),
             Line::Event => {
@@ -705,18 +735,6 @@ impl Sink for LokiSink {
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
             + 16;
-        let idx = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
-                self.pending.push(Stream {
-                    key: key.clone(),
-                    pairs,
-                    entries: Vec::new(),
-                });
-                self.index.insert(key, self.pending.len() - 1);
-                self.pending.len() - 1
-            }
-        };
         self.pending[idx].entries.push(Entry {
             ts: event.time,
             line,
@@ -832,6 +850,7 @@ impl Sink for LokiSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     fn sink(yaml: &str) -> LokiSink {
         let cfg: LokiConfig = crate::config::node::Node::parse(yaml)
