@@ -367,3 +367,60 @@ fn lines_over_lokis_size_limit_are_dead_lettered_from_its_400() {
     let pushed: usize = fake.requests().iter().map(|r| r.entries).sum();
     assert_eq!(pushed, 100, "the 400 was not answered by resending");
 }
+
+#[test]
+fn tenant_basic_auth_and_structured_metadata_reach_loki() {
+    let fake = FakeLoki::with_config(fake_loki::FakeConfig {
+        auth_enabled: true,
+        ..Default::default()
+    });
+    let s = Scratch::new();
+    let p = pipeline_for(&s, &fake, STDIN);
+    let text = read(std::path::Path::new(&p)).replace(
+        "    batch:",
+        "    tenant_id: feynman\n    auth: {user: weir, password: s3cret}\n    structured_metadata: {seq: '{{ seq }}'}\n    batch:",
+    );
+    std::fs::write(&p, text).unwrap();
+    let (code, stderr, _) = run_once(&s, &p, &lines(0, 300, now_ns() - 60_000_000_000));
+    assert_eq!(code, 0, "{stderr}");
+    let reqs = fake.requests();
+    assert!(reqs.iter().all(|r| r.tenant.as_deref() == Some("feynman")));
+    // base64("weir:s3cret")
+    assert!(
+        reqs.iter()
+            .all(|r| r.authorization.as_deref() == Some("Basic d2VpcjpzM2NyZXQ="))
+    );
+    let streams = fake.tenant_streams("feynman");
+    let entry = &streams.values().next().unwrap()[0];
+    let seq: serde_json::Value = serde_json::from_str(&entry.line).unwrap();
+    assert_eq!(
+        entry.metadata,
+        vec![("seq".to_string(), seq["seq"].to_string())]
+    );
+}
+
+#[test]
+fn retries_that_run_out_end_in_the_dead_letter_file() {
+    let fake = FakeLoki::start();
+    fake.fail_every(1);
+    let s = Scratch::new();
+    let p = pipeline_for(&s, &fake, STDIN);
+    let text = read(std::path::Path::new(&p)).replace(
+        "    retry: {initial_backoff: 100ms, max_backoff: 2s}",
+        "    retry: {initial_backoff: 100ms, max_backoff: 500ms, max_duration: 2s}",
+    );
+    std::fs::write(&p, text).unwrap();
+    let (code, stderr, _) = run_once(&s, &p, &lines(0, 200, now_ns() - 60_000_000_000));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fake.entry_count(), 0);
+    let dead = read(&s.path("data/dead-letter/loki.ndjson"));
+    assert_eq!(dead.lines().count(), 200);
+    assert!(
+        dead.lines()
+            .all(|l| l.contains("\"reason_class\":\"retry_exhausted\""))
+    );
+    assert!(
+        stderr.contains("gave up after retry.max_duration"),
+        "{stderr}"
+    );
+}
