@@ -424,3 +424,26 @@ fn retries_that_run_out_end_in_the_dead_letter_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn concurrent_requests_keep_each_stream_whole_and_in_order() {
+    use prost::Message;
+    let fake = FakeLoki::start();
+    let s = Scratch::new();
+    let p = pipeline_for(&s, &fake, STDIN);
+    let text =
+        read(std::path::Path::new(&p)).replace("    batch:", "    concurrency: 3\n    batch:");
+    std::fs::write(&p, text).unwrap();
+    let (code, stderr, _) = run_once(&s, &p, &lines(0, 20_000, now_ns() - 60_000_000_000));
+    assert_eq!(code, 0, "{stderr}");
+    assert_exactly_once(&fake, 20_000);
+    for r in fake.requests() {
+        let raw = snap::raw::Decoder::new().decompress_vec(&r.body).unwrap();
+        let req = weir::sink::loki::proto::PushRequest::decode(raw.as_slice()).unwrap();
+        assert_eq!(
+            req.streams.len(),
+            1,
+            "three streams, three requests in flight, one stream each"
+        );
+    }
+}

@@ -106,6 +106,11 @@ pub struct LokiConfig {
     pub out_of_order_window: Dur,
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+    /// Push requests in flight at once. A batch is split by stream, so
+    /// each stream's entries still arrive in order; 1 (the default) sends
+    /// the whole batch in one request.
+    #[serde(default = "one")]
+    pub concurrency: usize,
     pub tenant_id: Option<String>,
     pub auth: Option<BasicAuth>,
     pub bearer_token: Option<String>,
@@ -123,6 +128,9 @@ fn original() -> String {
 }
 fn default_max_streams() -> usize {
     1000
+}
+fn one() -> usize {
+    1
 }
 fn default_request_timeout() -> Dur {
     Dur(Duration::from_secs(30))
@@ -296,8 +304,8 @@ pub struct LokiSink {
     known_streams: HashSet<String>,
     overflow_warned: bool,
     newest_sent: HashMap<String, i64>,
-    /// The encoded request for `pending`, kept across retries.
-    body: Option<(Vec<u8>, usize)>,
+    /// `pending` has been ordered and checked against the window.
+    prepared: bool,
     dead_letter: DeadLetter,
     metrics: LokiMetrics,
     key_buf: String,
@@ -377,7 +385,7 @@ impl LokiSink {
             known_streams: HashSet::new(),
             overflow_warned: false,
             newest_sent: HashMap::new(),
-            body: None,
+            prepared: false,
             dead_letter: DeadLetter::new(data_dir, sink, registry),
             metrics,
             key_buf: String::new(),
@@ -465,8 +473,8 @@ impl LokiSink {
         label_string(&pairs)
     }
 
-    fn encode_request(&mut self) -> (Vec<u8>, usize) {
-        let mut entries = 0;
+    /// Orders each stream's entries as `out_of_order` says, once per batch.
+    fn prepare(&mut self) {
         for s in self.pending.iter_mut() {
             match self.cfg.out_of_order {
                 OutOfOrder::Pass => {}
@@ -482,14 +490,22 @@ impl LokiSink {
                     }
                 }
             }
-            entries += s.entries.len();
         }
+        self.prepared = true;
+    }
+
+    /// The body of a push request holding the streams `which`, and its entry count.
+    fn encode_streams(&self, which: &[usize]) -> (Vec<u8>, usize) {
+        let streams: Vec<&Stream> = which
+            .iter()
+            .map(|&i| &self.pending[i])
+            .filter(|s| !s.entries.is_empty())
+            .collect();
+        let entries = streams.iter().map(|s| s.entries.len()).sum();
         let raw = match self.cfg.encoding {
             Encoding::Protobuf => proto::encode_push(
-                &self
-                    .pending
+                &streams
                     .iter()
-                    .filter(|s| !s.entries.is_empty())
                     .map(|s| {
                         (
                             s.key.as_str(),
@@ -502,10 +518,8 @@ impl LokiSink {
                     .collect::<Vec<_>>(),
             ),
             Encoding::Json => {
-                let streams: Vec<serde_json::Value> = self
-                    .pending
+                let streams: Vec<serde_json::Value> = streams
                     .iter()
-                    .filter(|s| !s.entries.is_empty())
                     .map(|s| {
                         let stream: serde_json::Map<String, serde_json::Value> = s
                             .pairs
@@ -539,7 +553,6 @@ impl LokiSink {
             }
         };
         self.metrics.bytes_raw.add(raw.len() as u64);
-        self.metrics.batch_entries.set(entries as i64);
         let body = match (self.cfg.encoding, self.cfg.compression) {
             (Encoding::Protobuf, _) => snap::raw::Encoder::new()
                 .compress_vec(&raw)
@@ -596,17 +609,36 @@ impl LokiSink {
         Ok(())
     }
 
-    /// After a 2xx or 400: remember each stream's newest timestamp, clear.
-    fn settle(&mut self) {
-        for s in &self.pending {
+    /// After a 2xx or 400 for the streams `which`: remember each one's
+    /// newest timestamp and drop them from the batch.
+    fn settle_streams(&mut self, which: &[usize]) {
+        for &i in which {
+            let s = &self.pending[i];
             if let Some(max) = s.entries.iter().map(|e| e.ts).max() {
                 let n = self.newest_sent.entry(s.key.clone()).or_insert(max);
                 *n = (*n).max(max);
             }
         }
-        self.pending.clear();
-        self.index.clear();
-        self.body = None;
+        let mut i = 0;
+        self.pending.retain(|_| {
+            i += 1;
+            !which.contains(&(i - 1))
+        });
+        self.index = self
+            .pending
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key.clone(), i))
+            .collect();
+        if self.pending.is_empty() {
+            self.prepared = false;
+        }
+    }
+
+    fn settle(&mut self) {
+        let all: Vec<usize> = (0..self.pending.len()).collect();
+        self.settle_streams(&all);
+        self.prepared = false;
     }
 
     fn dead_letter_record(
@@ -643,12 +675,12 @@ impl LokiSink {
 
     /// Dead-letters the entries a 400 names (all of them if it names none
     /// that we can find: then Loki refused the request as a whole).
-    fn handle_rejection(&mut self, body: &str) -> Result<(), DeliveryError> {
+    fn handle_rejection(&mut self, body: &str, which: &[usize]) -> Result<(), DeliveryError> {
         let rejections = rejections::parse(body);
         let mut by_class: BTreeMap<&'static str, Vec<serde_json::Map<String, serde_json::Value>>> =
             BTreeMap::new();
         let mut matched = 0usize;
-        for s in &self.pending {
+        for s in which.iter().map(|&i| &self.pending[i]) {
             let pairs = rejections::parse_labels(&s.key).unwrap_or_default();
             let for_stream: Vec<&Rejection> =
                 rejections.iter().filter(|r| r.stream == pairs).collect();
@@ -670,9 +702,9 @@ impl LokiSink {
         }
         if matched == 0 {
             let reason = body.trim();
-            let all: Vec<_> = self
-                .pending
+            let all: Vec<_> = which
                 .iter()
+                .map(|&i| &self.pending[i])
                 .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
                 .map(|(s, e)| self.dead_letter_record(s, e, 400, reason))
                 .collect();
@@ -688,9 +720,119 @@ impl LokiSink {
             })?;
         }
         tracing::warn!(sink = %self.sink, entries = total, file = %self.dead_letter.path().display(), reason = %body.lines().next().unwrap_or("").trim(), "Loki refused entries (400); they are in the dead-letter file, the rest of the batch was stored");
-        self.settle();
         Ok(())
     }
+
+    fn request(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut req = self.client.post(&self.url).body(body);
+        req = match self.cfg.encoding {
+            Encoding::Protobuf => req.header("Content-Type", "application/x-protobuf"),
+            Encoding::Json => req.header("Content-Type", "application/json"),
+        };
+        if self.cfg.encoding == Encoding::Json && self.cfg.compression == Compression::Gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        if let Some(t) = &self.cfg.tenant_id {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        if let Some(a) = &self.cfg.auth {
+            req = req.basic_auth(&a.user, Some(&a.password));
+        }
+        if let Some(t) = &self.cfg.bearer_token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    /// Applies one request's answer to its streams. `Ok(true)`: they are
+    /// settled (stored or dead-lettered); `Ok(false)`: to be retried.
+    fn apply_answer(
+        &mut self,
+        which: &[usize],
+        answer: Answer,
+        sent: usize,
+        errors: &mut Vec<DeliveryError>,
+    ) -> Result<bool, DeliveryError> {
+        let (status, after, text) = match answer {
+            Err(e) => {
+                self.metrics.request("error");
+                errors.push(format!("cannot reach Loki at {}: {e}", self.url).into());
+                return Ok(false);
+            }
+            Ok(a) => a,
+        };
+        self.metrics.request(status.as_str());
+        if status.is_success() {
+            self.metrics.bytes_sent.add(sent as u64);
+            return Ok(true);
+        }
+        match status.as_u16() {
+            400 => {
+                self.metrics.bytes_sent.add(sent as u64);
+                self.handle_rejection(&text, which)?;
+                Ok(true)
+            }
+            413 => {
+                // Too large will not get smaller by waiting.
+                self.metrics.bytes_sent.add(sent as u64);
+                let records: Vec<_> = which
+                    .iter()
+                    .map(|&i| &self.pending[i])
+                    .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+                    .map(|(s, e)| self.dead_letter_record(s, e, 413, text.trim()))
+                    .collect();
+                self.dead_letter
+                    .write("request_too_large", &records)
+                    .map_err(|e| {
+                        DeliveryError::from(format!("cannot write the dead-letter file: {e}"))
+                    })?;
+                tracing::error!(sink = %self.sink, "Loki refused the request as too large (413); lower batch.max_bytes. The batch is in the dead-letter file");
+                Ok(true)
+            }
+            401 | 403 | 404 | 405 => {
+                errors.push(DeliveryError {
+                    message: format!("Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials", self.url, text.trim()),
+                    retry_after: after,
+                });
+                Ok(false)
+            }
+            _ => {
+                errors.push(DeliveryError {
+                    message: format!("Loki answered {status}: {}", text.trim()),
+                    retry_after: after,
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// What a push request came back with: status, Retry-After, body.
+type Answer = Result<(reqwest::StatusCode, Option<Duration>, String), reqwest::Error>;
+
+async fn send(req: reqwest::RequestBuilder) -> Answer {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let after = retry_after(resp.headers());
+    let text = resp.text().await.unwrap_or_default();
+    Ok((status, after, text))
+}
+
+/// Splits stream indices into at most `k` groups of similar size.
+fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); k.max(1)];
+    let mut sorted = streams.to_vec();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    for (i, n) in sorted {
+        let g = groups.iter_mut().min_by_key(|g| g.0).expect("k >= 1");
+        g.0 += n;
+        g.1.push(i);
+    }
+    groups
+        .into_iter()
+        .map(|g| g.1)
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -740,90 +882,64 @@ impl Sink for LokiSink {
             line,
             metadata,
         });
-        self.body = None;
         size
     }
 
     async fn deliver(&mut self) -> Result<(), DeliveryError> {
-        if self.body.is_none() {
+        if !self.prepared {
             self.set_aside_too_far_behind()?;
+            self.prepare();
         }
-        if self.pending.iter().all(|s| s.entries.is_empty()) {
+        let live: Vec<(usize, usize)> = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.entries.is_empty())
+            .map(|(i, s)| (i, s.entries.len()))
+            .collect();
+        if live.is_empty() {
             self.settle();
             return Ok(());
         }
-        if self.body.is_none() {
-            self.body = Some(self.encode_request());
+        // Each stream goes whole into one request, so its order holds.
+        let groups = partition(&live, self.cfg.concurrency);
+        let mut requests = tokio::task::JoinSet::new();
+        let mut sizes = Vec::new();
+        let mut entries = 0;
+        for (gi, g) in groups.iter().enumerate() {
+            let (body, n) = self.encode_streams(g);
+            entries += n;
+            sizes.push(body.len());
+            let req = self.request(body);
+            requests.spawn(async move { (gi, send(req).await) });
         }
-        let (body, _) = self.body.clone().expect("encoded above");
-        let mut req = self.client.post(&self.url).body(body.clone());
-        req = match self.cfg.encoding {
-            Encoding::Protobuf => req.header("Content-Type", "application/x-protobuf"),
-            Encoding::Json => req.header("Content-Type", "application/json"),
-        };
-        if self.cfg.encoding == Encoding::Json && self.cfg.compression == Compression::Gzip {
-            req = req.header("Content-Encoding", "gzip");
-        }
-        if let Some(t) = &self.cfg.tenant_id {
-            req = req.header("X-Scope-OrgID", t);
-        }
-        if let Some(a) = &self.cfg.auth {
-            req = req.basic_auth(&a.user, Some(&a.password));
-        }
-        if let Some(t) = &self.cfg.bearer_token {
-            req = req.bearer_auth(t);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.request("error");
-                return Err(format!("cannot reach Loki at {}: {e}", self.url).into());
+        self.metrics.batch_entries.set(entries as i64);
+        let mut answers: Vec<Option<Answer>> = (0..groups.len()).map(|_| None).collect();
+        while let Some(joined) = requests.join_next().await {
+            if let Ok((gi, answer)) = joined {
+                answers[gi] = Some(answer);
             }
-        };
-        let status = resp.status();
-        self.metrics.request(status.as_str());
-        if status.is_success() {
-            self.metrics.bytes_sent.add(body.len() as u64);
-            self.settle();
-            return Ok(());
         }
-        let after = retry_after(resp.headers());
-        let text = resp.text().await.unwrap_or_default();
-        match status.as_u16() {
-            400 => {
-                self.metrics.bytes_sent.add(body.len() as u64);
-                self.handle_rejection(&text)
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        for (gi, answer) in answers.into_iter().enumerate() {
+            let Some(answer) = answer else {
+                errors.push(DeliveryError::from(
+                    "a push request task failed".to_string(),
+                ));
+                continue;
+            };
+            if self.apply_answer(&groups[gi], answer, sizes[gi], &mut errors)? {
+                done.extend(groups[gi].iter().copied());
             }
-            413 => {
-                // Too large will not get smaller by waiting.
-                self.metrics.bytes_sent.add(body.len() as u64);
-                let records: Vec<_> = self
-                    .pending
-                    .iter()
-                    .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
-                    .map(|(s, e)| self.dead_letter_record(s, e, 413, text.trim()))
-                    .collect();
-                self.dead_letter
-                    .write("request_too_large", &records)
-                    .map_err(|e| {
-                        DeliveryError::from(format!("cannot write the dead-letter file: {e}"))
-                    })?;
-                tracing::error!(sink = %self.sink, "Loki refused the request as too large (413); lower batch.max_bytes. The batch is in the dead-letter file");
+        }
+        self.settle_streams(&done);
+        match errors.into_iter().max_by_key(|e| e.retry_after) {
+            None => {
                 self.settle();
                 Ok(())
             }
-            401 | 403 | 404 | 405 => Err(DeliveryError {
-                message: format!(
-                    "Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials",
-                    self.url,
-                    text.trim()
-                ),
-                retry_after: after,
-            }),
-            _ => Err(DeliveryError {
-                message: format!("Loki answered {status}: {}", text.trim()),
-                retry_after: after,
-            }),
+            Some(e) => Err(e),
         }
     }
 
@@ -851,6 +967,22 @@ impl Sink for LokiSink {
 mod tests {
     use super::*;
     use prost::Message;
+
+    impl LokiSink {
+        /// The request the whole pending batch would make.
+        fn encode_request(&mut self) -> (Vec<u8>, usize) {
+            self.prepare();
+            let all: Vec<usize> = (0..self.pending.len()).collect();
+            self.encode_streams(&all)
+        }
+    }
+
+    #[test]
+    fn partition_balances_streams_without_splitting_them() {
+        let groups = partition(&[(0, 100), (1, 10), (2, 60), (3, 50)], 2);
+        assert_eq!(groups, vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(partition(&[(0, 5)], 4), vec![vec![0]]);
+    }
 
     fn sink(yaml: &str) -> LokiSink {
         let cfg: LokiConfig = crate::config::node::Node::parse(yaml)
