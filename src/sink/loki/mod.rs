@@ -822,7 +822,7 @@ async fn send(req: reqwest::RequestBuilder) -> Answer {
 fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
     let mut groups: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); k.max(1)];
     let mut sorted = streams.to_vec();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.1));
     for (i, n) in sorted {
         let g = groups.iter_mut().min_by_key(|g| g.0).expect("k >= 1");
         g.0 += n;
