@@ -437,6 +437,10 @@ impl Checker {
                     if let Err(e) = cfg.check() {
                         cx.push(Some(locate(body, &[e.key.to_string()])), c, e.message);
                     }
+                    for (key, message) in cfg.warnings() {
+                        let w = cx.error(Some(locate(body, &[key.to_string()])), c, message);
+                        cx.lints.push(w);
+                    }
                     Some(SinkKind::Elasticsearch(Box::new(cfg)))
                 }
                 "console" => cx.typed(body, c).map(SinkKind::Console),

@@ -5,9 +5,11 @@
 //! Each batch is one NDJSON bulk body (gzip-compressed by default): an
 //! action line and the document for every event. Documents are the decoded
 //! event with `@timestamp` set from the event time (and `data_stream.*` in
-//! data-stream mode). With `id: fingerprint` (the default) a document read
+//! data-stream mode). Every document is sent with `create`, which both
+//! indices and data streams accept and which never overwrites. With
+//! `id: fingerprint` (the default) a document read
 //! from a file gets an `_id` made of the file's fingerprint and the line's
-//! offset and is sent with `create`, so a batch resent after a crash or a
+//! offset, so a batch resent after a crash or a
 //! lost answer cannot index it twice: Elasticsearch answers 409 and that
 //! counts as delivered.
 //!
@@ -240,6 +242,20 @@ impl ElasticsearchConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Things that work but are probably not meant.
+    pub fn warnings(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let fixed = strip_specs(&self.index);
+        let parts: Vec<&str> = fixed.splitn(3, '-').collect();
+        if self.mode == Mode::Index
+            && parts.len() == 3
+            && ["logs", "metrics", "synthetics"].contains(&parts[0])
+        {
+            out.push(("index", format!("Elasticsearch 8's built-in `{}-*-*` template turns `{}` into a data stream; say `mode: data_stream` to make that explicit, or pick a name outside that pattern", parts[0], self.index)));
+        }
+        out
     }
 
     fn id_rule(&self) -> Result<IdRule, EsConfigError> {
