@@ -15,6 +15,8 @@
 //!   `pipelines/feynman.yaml` (every rule and the cost counters).
 //! - **(g) stdin → loki**: a `loki` sink (protobuf + snappy) pushing to a receiver in
 //!   this process on loopback that decodes every request and answers 204.
+//! - **(h) stdin → elasticsearch**: gzip `_bulk` requests to a receiver in this process
+//!   that decompresses them, counts the documents and answers `errors: false`.
 //!
 //! Every weir run gets a fresh temporary `data_dir` (so no checkpoints carry over),
 //! `api.enabled: false`, and `--metrics-file`; the run must exit 0 and its
@@ -81,6 +83,8 @@ enum SinkKind {
     BlackholeAndMetrics,
     /// A `loki` sink pushing to a receiver in this process.
     Loki,
+    /// An `elasticsearch` sink posting to a bulk receiver in this process.
+    Elasticsearch,
 }
 
 struct Case {
@@ -89,7 +93,7 @@ struct Case {
     sink: SinkKind,
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 6] = [
     Case {
         label: "(b) weir stdin -> file",
         source: Source::Stdin,
@@ -115,7 +119,73 @@ const CASES: [Case; 5] = [
         source: Source::Stdin,
         sink: SinkKind::Loki,
     },
+    Case {
+        label: "(h) weir stdin -> es bulk (loopback)",
+        source: Source::Stdin,
+        sink: SinkKind::Elasticsearch,
+    },
 ];
+
+/// A `_bulk` receiver on loopback: un-gzips each body, counts the documents
+/// (two NDJSON lines each) and answers `{"errors":false}`.
+fn es_receiver() -> &'static LokiReceiver {
+    static R: std::sync::OnceLock<LokiReceiver> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let entries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = entries.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().expect("clone socket");
+                    let mut r = std::io::BufReader::new(conn);
+                    loop {
+                        let (mut len, mut gz) = (0usize, false);
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = line.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    len = v.trim().parse().unwrap_or(0);
+                                }
+                                if k.eq_ignore_ascii_case("content-encoding") {
+                                    gz = v.trim() == "gzip";
+                                }
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let mut raw = Vec::new();
+                        if gz {
+                            flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut raw).expect("gzip body");
+                        } else {
+                            raw = body;
+                        }
+                        let docs = raw.iter().filter(|b| **b == b'\n').count() / 2;
+                        count.fetch_add(docs as u64, std::sync::atomic::Ordering::Relaxed);
+                        let answer = b"{\"took\":1,\"errors\":false,\"items\":[]}";
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", answer.len());
+                        if w.write_all(head.as_bytes()).and_then(|()| w.write_all(answer)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LokiReceiver { url, entries }
+    })
+}
 
 /// A Loki push receiver on loopback that decodes (snappy + protobuf) and
 /// counts entries, answering 204 like Loki. Its CPU is this process's, not
@@ -464,6 +534,13 @@ fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
             let _ = writeln!(y, "    inputs: [in]");
             y.push_str(&feynman_metrics_sink());
         }
+        SinkKind::Elasticsearch => {
+            let _ = writeln!(y, "    type: elasticsearch");
+            let _ = writeln!(y, "    inputs: [in]");
+            let _ = writeln!(y, "    endpoint: {}", es_receiver().url);
+            let _ = writeln!(y, "    index: 'feynman-%Y.%m.%d'");
+            let _ = writeln!(y, "    batch: {{max_bytes: 5MiB}}");
+        }
         SinkKind::Loki => {
             let _ = writeln!(y, "    type: loki");
             let _ = writeln!(y, "    inputs: [in]");
@@ -662,7 +739,8 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
             .expect("every case ran")
     };
     let floor_lps = lines_per_s(floor, lines);
-    let (b, c, f, g) = (get("(b)"), get("(c)"), get("(f)"), get("(g)"));
+    let (b, c, f, g, h) = (get("(b)"), get("(c)"), get("(f)"), get("(g)"), get("(h)"));
+    let indexed = es_receiver().entries.load(std::sync::atomic::Ordering::Relaxed);
     let c_lps = lines_per_s(&c, lines);
     let received = loki_receiver()
         .entries
@@ -670,6 +748,14 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
     let cpu = |m: &Measure| m.cpu.as_secs_f64();
     let added = cpu(&f) / cpu(&c) - 1.0;
     vec![
+        (
+            format!(
+                "(h) stdin -> es bulk: every line received ({indexed} documents), {:.0} lines/s = {:.2}x the floor",
+                lines_per_s(&h, lines),
+                lines_per_s(&h, lines) / floor_lps
+            ),
+            indexed > 0 && indexed.is_multiple_of(lines),
+        ),
         (
             format!(
                 "(g) stdin -> loki: every line received by the Loki receiver ({received} entries), {:.0} lines/s = {:.2}x the floor",

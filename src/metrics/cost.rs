@@ -243,13 +243,33 @@ impl Costs {
     }
 
     /// Books one event; returns whether it was an LLM call.
+    /// The condition, for callers that index by field value.
+    pub fn when(&self) -> Option<&Condition> {
+        self.when.as_ref()
+    }
+
     pub fn apply<S: std::hash::BuildHasher + Clone>(
         &mut self,
         event: &Event,
         store: &mut Store<S>,
         key: &mut String,
     ) -> bool {
-        if let Some(c) = &self.when
+        let when = self.when.take();
+        let r = self.apply_if(when.as_ref(), event, store, key);
+        self.when = when;
+        r
+    }
+
+    /// Books the event if `condition` (what is left of `when` once the
+    /// caller checked the rest) holds.
+    pub fn apply_if<S: std::hash::BuildHasher + Clone>(
+        &mut self,
+        condition: Option<&Condition>,
+        event: &Event,
+        store: &mut Store<S>,
+        key: &mut String,
+    ) -> bool {
+        if let Some(c) = condition
             && !c.matches(event)
         {
             return false;

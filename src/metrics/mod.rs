@@ -73,6 +73,8 @@ pub struct Derived {
     dispatch: Vec<Dispatch>,
     /// Rules without an indexable equality.
     always: Vec<usize>,
+    /// The cost counters' condition split like the rules'.
+    costs_key: Option<(String, Vec<String>, Option<Condition>)>,
     costs: Option<Costs>,
     pub store: SharedStore,
     value_errors: Vec<Counter>,
@@ -196,9 +198,11 @@ impl MetricsConfig {
                 None => always.push(i),
             }
         }
+        let costs_key = costs.as_ref().and_then(|c| c.when()).and_then(|w| w.split_key());
         Ok(Derived {
             dispatch,
             always,
+            costs_key,
             rules: compiled,
             costs,
             store: Arc::new(Mutex::new(store)),
@@ -238,7 +242,17 @@ impl Derived {
                 }
             }
             if let Some(c) = self.costs.as_mut() {
-                c.apply(e, &mut store, &mut key);
+                match &self.costs_key {
+                    // Book only events whose indexed field has a listed value.
+                    Some((field, values, rest)) => {
+                        if e.get_text(field).is_some_and(|v| values.iter().any(|x| *x == v)) {
+                            c.apply_if(rest.as_ref(), e, &mut store, &mut key);
+                        }
+                    }
+                    None => {
+                        c.apply(e, &mut store, &mut key);
+                    }
+                }
             }
         }
         for (fam, counter, seen) in self.overflow.iter_mut() {
