@@ -198,7 +198,10 @@ impl MetricsConfig {
                 None => always.push(i),
             }
         }
-        let costs_key = costs.as_ref().and_then(|c| c.when()).and_then(|w| w.split_key());
+        let costs_key = costs
+            .as_ref()
+            .and_then(|c| c.when())
+            .and_then(|w| w.split_key());
         Ok(Derived {
             dispatch,
             always,
@@ -245,7 +248,9 @@ impl Derived {
                 match &self.costs_key {
                     // Book only events whose indexed field has a listed value.
                     Some((field, values, rest)) => {
-                        if e.get_text(field).is_some_and(|v| values.iter().any(|x| *x == v)) {
+                        if e.get_text(field)
+                            .is_some_and(|v| values.iter().any(|x| *x == v))
+                        {
                             c.apply_if(rest.as_ref(), e, &mut store, &mut key);
                         }
                     }

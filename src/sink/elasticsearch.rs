@@ -302,8 +302,6 @@ fn strip_specs(s: &str) -> String {
 struct Doc {
     action: String,
     source: String,
-    /// For the dead-letter file.
-    line: String,
     index: String,
     id: Option<String>,
 }
@@ -531,7 +529,6 @@ impl ElasticsearchSink {
             "document".into(),
             serde_json::from_str(&d.source).unwrap_or(serde_json::Value::String(d.source.clone())),
         );
-        m.insert("line".into(), d.line.clone().into());
         m
     }
 
@@ -661,7 +658,6 @@ impl Sink for ElasticsearchSink {
         self.pending.push(Doc {
             action: String::from_utf8(action).unwrap_or_default(),
             source,
-            line: event.line().to_string(),
             index,
             id,
         });
