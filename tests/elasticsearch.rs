@@ -285,3 +285,59 @@ fn data_streams_take_create_with_timestamp_under_a_path_prefix() {
             .all(|r| r.path.starts_with("/es/_bulk"))
     );
 }
+
+#[test]
+fn api_key_auth_and_ingest_pipeline_reach_elasticsearch() {
+    let key = fake_es::Credential::api_key("weir", "s3cret");
+    let es = FakeEs::with_config(fake_es::EsConfig {
+        credentials: vec![key.clone()],
+        ..Default::default()
+    });
+    let s = Scratch::new();
+    let encoded = fake_es::base64_encode(b"weir:s3cret");
+    let p = pipeline_for(
+        &s,
+        &es,
+        "    type: stdin",
+        &format!("    api_key: {encoded}\n    pipeline: feynman-ingest\n"),
+    );
+    let mut child = s
+        .weir(&["run", &p, "--once"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines(0, 100).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = es.requests();
+    assert!(
+        reqs.iter()
+            .all(|r| r.authorization.as_deref() == Some(key.header().as_str()))
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.path.ends_with("/_bulk?pipeline=feynman-ingest")),
+        "{:?}",
+        reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    // No such pipeline exists in the fake (as in a fresh cluster): every
+    // document is refused per item, and weir keeps them with the reason.
+    assert_eq!(es.doc_count(INDEX), 0);
+    let dead = read(&s.path("data/dead-letter/es.ndjson"));
+    assert_eq!(dead.lines().count(), 100);
+    assert!(
+        dead.lines()
+            .all(|l| l.contains("pipeline with id [feynman-ingest] does not exist"))
+    );
+}
