@@ -153,6 +153,14 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     };
+    let undelivered = registry.sum("weir_sink_undelivered_events_total");
+    if undelivered > 0 {
+        tracing::error!(
+            events = undelivered,
+            "some events were not delivered; file sources read them again after a restart, standard input cannot"
+        );
+        code = ExitCode::from(EXIT_RUNTIME);
+    }
     if let Some(path) = &args.metrics_file
         && let Err(e) = write_metrics_file(&registry, path)
     {

@@ -197,3 +197,59 @@ fn a_glob_that_matches_nothing_is_a_warning() {
     assert_eq!(missing_dir.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("cannot list directory"));
 }
+
+#[test]
+fn a_full_disk_loses_nothing() {
+    // /dev/full answers every write with ENOSPC.
+    let s = Scratch::new();
+    let line = |i: usize| format!("{{\"n\": {i}, \"pad\": \"{}\"}}\n", "p".repeat(300));
+    s.write("logs/app.log", (0..100).map(line).collect::<String>());
+    let p = |out: &str| {
+        pipeline(
+            &s,
+            "full.yaml",
+            &format!(
+                "api: {{address: '127.0.0.1:0'}}\ngrace_period: 2s\nsources:\n  app:\n    type: file\n    include: ['{}/*.log']\n    checkpoint_interval: 100ms\nsinks:\n  out: {{type: file, inputs: [app], path: '{out}', batch: {{timeout: 100ms}}}}\n",
+                s.path("logs").display()
+            ),
+        )
+    };
+    let w = Running::start({
+        let mut c = s.weir(&["run", &p("/dev/full")]);
+        c.stdin(Stdio::null());
+        c
+    });
+    let addr = w.api_address();
+    w.wait_for_log(
+        "No space left on device",
+        std::time::Duration::from_secs(30),
+    );
+    let m = http_get(&addr, "/metrics").2;
+    assert!(metric(&m, r#"weir_sink_errors_total{sink="out"}"#).unwrap() >= 1.0);
+    w.signal(libc::SIGTERM);
+    let (code, stderr) = w.wait(std::time::Duration::from_secs(30));
+    assert_eq!(code, 1, "undelivered events make a non-zero exit: {stderr}");
+    assert!(
+        stderr.contains("some events were not delivered"),
+        "{stderr}"
+    );
+    // Nothing was acknowledged, so nothing is checkpointed past the start…
+    let cp = std::fs::read_to_string(s.path("data/checkpoints/app.json")).unwrap_or_default();
+    assert!(
+        !cp.contains("\"offset\": ") || cp.contains("\"offset\": 0,"),
+        "{cp}"
+    );
+    // …and with room on the disk every line arrives.
+    let out = s
+        .weir(&["run", &p("data/out/x.ndjson"), "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.output_lines().len(), 100);
+}

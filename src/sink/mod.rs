@@ -163,6 +163,7 @@ pub struct SinkMetrics {
     errors: Counter,
     retries: Counter,
     given_up: Counter,
+    undelivered: Counter,
 }
 
 impl SinkMetrics {
@@ -181,6 +182,11 @@ impl SinkMetrics {
                 &l,
             ),
             retries: registry.counter("weir_sink_retries_total", "Delivery attempts that were retries, by sink.", &l),
+            undelivered: registry.counter(
+                "weir_sink_undelivered_events_total",
+                "Events a sink could not deliver before weir stopped (left unacknowledged: file sources read them again after a restart).",
+                &l,
+            ),
             given_up: registry.counter(
                 "weir_sink_given_up_events_total",
                 "Events whose delivery was abandoned after retry.max_duration (dead-lettered where the sink can), by sink.",
@@ -279,6 +285,7 @@ async fn deliver<S: Sink>(
         r.metrics.errors.inc();
         if r.shutdown.is_triggered() {
             tracing::error!(sink = name, error = %e.message, events, "delivery failed while stopping; these events stay unacknowledged and are read again after a restart");
+            r.metrics.undelivered.add(events as u64);
             fail(held);
             break;
         }
@@ -292,6 +299,7 @@ async fn deliver<S: Sink>(
                 tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch is in the dead-letter file");
             } else {
                 tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch stays unacknowledged");
+                r.metrics.undelivered.add(events as u64);
                 fail(held);
             }
             break;
