@@ -48,18 +48,18 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-
-use weir::workload::{Workload, WorkloadOptions};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 const DEFAULT_LINES: u64 = 2_500_000;
 const RSS_TARGET_MIB: f64 = 32.0;
 
-type Res<T> = Result<T, String>;
+mod common;
+
+use common::{Res, cpu_of, env_u64, yaml_str};
 
 /// One measured run.
 #[derive(Debug, Clone, Copy)]
@@ -275,17 +275,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> Res<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .map_err(|e| format!("{name}={v:?}: {e}")),
-        _ => Ok(default),
-    }
-}
-
 /// Runs everything; `Ok(false)` when a target is missed and strict mode is on.
 fn bench() -> Res<bool> {
     // `cargo bench` passes `--bench` (and maybe a filter); nothing to parse here.
@@ -383,19 +372,8 @@ fn best(prev: Option<Measure>, m: Measure) -> Option<Measure> {
 
 /// Writes the workload to `path`; returns its size in bytes.
 fn generate(path: &Path, lines: u64) -> Res<u64> {
-    eprintln!("generating {lines} lines into {}…", path.display());
     let start = Instant::now();
-    let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut w = Workload::new(WorkloadOptions {
-        seed: 42,
-        malformed: false,
-        ..Default::default()
-    });
-    let bytes = w
-        .write_lines(lines, &mut out)
-        .and_then(|b| out.flush().map(|()| b))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let bytes = common::generate(path, lines)?;
     let t = start.elapsed().as_secs_f64();
     println!(
         "generated {lines} lines ({:.1} MB) in {t:.2} s ({:.0} MB/s)",
@@ -426,78 +404,15 @@ fn count_lines(path: &Path) -> Res<(u64, u64)> {
     Ok((lines, bytes))
 }
 
-fn tv(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
-fn cpu_of(ru: &libc::rusage) -> Duration {
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn self_usage() -> libc::rusage {
-    // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    }
-}
-
 /// (a): read and parse every line in this process. Returns (lines, parsed ok, measure).
 fn floor(input: &Path) -> Res<(u64, u64, Measure)> {
-    let err = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
-    // ru_maxrss survives exec (it would show cargo's peak), so the floor's RSS is the
-    // VmHWM of this process, reset first to the current RSS ("5" = reset peak RSS).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = self_usage();
-    let start = Instant::now();
-    let mut reader = BufReader::with_capacity(256 << 10, File::open(input).map_err(err)?);
-    let mut buf = Vec::with_capacity(64 << 10);
-    let (mut lines, mut ok) = (0u64, 0u64);
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
-            break;
-        }
-        lines += 1;
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
-            std::hint::black_box(&v);
-            ok += 1;
-        }
-    }
-    let wall = start.elapsed();
-    let after = self_usage();
-    Ok((
-        lines,
-        ok,
-        Measure {
-            wall,
-            cpu: cpu_of(&after).saturating_sub(cpu_of(&before)),
-            maxrss_kib: vm_hwm_kib().unwrap_or(after.ru_maxrss),
-        },
-    ))
-}
-
-/// Peak resident set of this process since exec (or the last reset), in KiB.
-fn vm_hwm_kib() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A double-quoted YAML scalar.
-fn yaml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let f = common::floor(input)?;
+    let measure = Measure {
+        wall: f.wall,
+        cpu: f.cpu,
+        maxrss_kib: f.rss_kib.unwrap_or(common::self_usage().ru_maxrss),
+    };
+    Ok((f.lines, f.ok, measure))
 }
 
 fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {

@@ -46,7 +46,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +65,9 @@ const CORES_TARGET: f64 = 0.5;
 /// weir's default `fingerprint_bytes`: files must differ within these.
 const FINGERPRINT_BYTES: usize = 256;
 
-type Res<T> = Result<T, String>;
+mod common;
+
+use common::{Res, cpu_of, env_u64, generate, proc_status_kib, self_usage, yaml_str};
 
 fn main() -> ExitCode {
     match bench() {
@@ -75,17 +77,6 @@ fn main() -> ExitCode {
             eprintln!("tail bench: error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> Res<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .map_err(|e| format!("{name}={v:?}: {e}")),
-        _ => Ok(default),
     }
 }
 
@@ -207,72 +198,17 @@ fn bench() -> Res<bool> {
 // ---------------------------------------------------------------------------------
 // (a) The floor, as in benches/pipeline.rs.
 
-/// Writes the workload to `path`; returns its size in bytes.
-fn generate(path: &Path, lines: u64) -> Res<u64> {
-    eprintln!("generating {lines} lines into {}…", path.display());
-    let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut w = Workload::new(WorkloadOptions {
-        seed: 42,
-        malformed: false,
-        ..Default::default()
-    });
-    w.write_lines(lines, &mut out)
-        .and_then(|b| out.flush().map(|()| b))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn tv(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
-
-fn cpu_of(ru: &libc::rusage) -> Duration {
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn self_usage() -> libc::rusage {
-    // SAFETY: getrusage only writes into the struct we pass; all-zero is a valid rusage.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    }
-}
-
-/// Reads and parses every line in this process. Returns (lines, parsed ok, row).
 fn floor(input: &Path) -> Res<(u64, u64, Row)> {
-    let err = |e: std::io::Error| format!("cannot read {}: {e}", input.display());
-    // ru_maxrss survives exec (it would show cargo's peak), so the floor's RSS is the
-    // VmHWM of this process, reset first to the current RSS ("5" = reset peak RSS).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = self_usage();
-    let start = Instant::now();
-    let mut reader = BufReader::with_capacity(256 << 10, File::open(input).map_err(err)?);
-    let mut buf = Vec::with_capacity(64 << 10);
-    let (mut lines, mut ok) = (0u64, 0u64);
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(err)? == 0 {
-            break;
-        }
-        lines += 1;
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
-            std::hint::black_box(&v);
-            ok += 1;
-        }
-    }
-    let wall = start.elapsed();
-    let after = self_usage();
+    let f = common::floor(input)?;
     Ok((
-        lines,
-        ok,
+        f.lines,
+        f.ok,
         Row {
             label: "(a) floor: BufReader+serde_json",
-            lines,
-            wall,
-            cpu: cpu_of(&after).saturating_sub(cpu_of(&before)),
-            rss_kib: proc_status_kib("self", "VmHWM:"),
+            lines: f.lines,
+            wall: f.wall,
+            cpu: f.cpu,
+            rss_kib: f.rss_kib,
         },
     ))
 }
@@ -293,20 +229,6 @@ struct Live {
     writer: Row,
     read: u64,
     out: u64,
-}
-
-/// A double-quoted YAML scalar.
-fn yaml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn pipeline_yaml(dir: &Path) -> String {
@@ -426,13 +348,6 @@ fn proc_cpu_ticks(pid: libc::pid_t) -> Res<u64> {
             .ok_or_else(|| format!("{path}: no field {}", i + 3))
     };
     Ok(get(11)? + get(12)?)
-}
-
-/// A `kB` value from /proc/<who>/status, in KiB.
-fn proc_status_kib(who: &str, key: &str) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn clock_ticks() -> Res<f64> {
