@@ -112,14 +112,18 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+#[path = "http_server.rs"]
+mod http_server;
+
+use http_server::{Request, Response, Server, percent_decode};
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -289,7 +293,7 @@ pub struct FakeEs {
     /// `127.0.0.1:PORT`
     pub addr: String,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl FakeEs {
@@ -305,34 +309,31 @@ impl FakeEs {
         if !cfg.path_prefix.is_empty() && !cfg.path_prefix.starts_with('/') {
             cfg.path_prefix.insert(0, '/');
         }
-        let listener = TcpListener::bind("127.0.0.1:0").expect("fake es: bind");
-        listener
-            .set_nonblocking(true)
-            .expect("fake es: nonblocking");
-        let port = listener.local_addr().expect("fake es: address").port();
+        let max_body = cfg.max_content_length;
         let shared = Arc::new(Shared {
             cfg,
-            port,
-            shutdown: AtomicBool::new(false),
-            is_down: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-            down: Mutex::new(Down::default()),
-            down_cv: Condvar::new(),
             rng: RandomState::new(),
             seq: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("fake-es-accept".into())
-            .spawn(move || accept_loop(s, listener))
-            .expect("fake es: thread");
+        let server = Server::start(
+            http_server::Options {
+                name: "fake es",
+                max_body,
+                deliver_too_large: true,
+                lowercase_framing: true,
+                malformed: |e| {
+                    Response::text(400, "text/plain", &format!("malformed HTTP request: {e}"))
+                },
+            },
+            Arc::new(move |req: &Request| serve(&s, req)),
+        );
         FakeEs {
-            addr: format!("127.0.0.1:{port}"),
+            addr: server.addr(),
             shared,
-            acceptor: Some(acceptor),
+            server,
         }
     }
 
@@ -342,7 +343,7 @@ impl FakeEs {
     }
 
     pub fn port(&self) -> u16 {
-        self.shared.port
+        self.server.port()
     }
 
     pub fn config(&self) -> &EsConfig {
@@ -355,27 +356,12 @@ impl FakeEs {
     /// the same port is bound again. Returns once the socket is closed.
     /// Called again during an outage, it extends it.
     pub fn down_for(&self, d: Duration) {
-        let sh = &self.shared;
-        sh.is_down.store(true, Ordering::SeqCst);
-        let mut g = lock(&sh.down);
-        let until = Instant::now() + d;
-        g.until = Some(g.until.map_or(until, |u| u.max(until)));
-        g.requested += 1;
-        let ticket = g.requested;
-        while g.closed < ticket && !sh.shutdown.load(Ordering::SeqCst) {
-            g = sh
-                .down_cv
-                .wait_timeout(g, Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        drop(g);
-        sh.cut_connections();
+        self.server.down_for(d);
     }
 
     /// Whether the fake is in an outage.
     pub fn is_down(&self) -> bool {
-        self.shared.is_down.load(Ordering::SeqCst)
+        self.server.is_down()
     }
 
     /// The next `n` bulk requests (that pass authentication) are answered
@@ -529,17 +515,6 @@ impl FakeEs {
     }
 }
 
-impl Drop for FakeEs {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.down_cv.notify_all();
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        self.shared.cut_connections();
-    }
-}
-
 /// Standard base64 with padding (for `Authorization` headers).
 pub fn base64_encode(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -574,27 +549,13 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 struct Shared {
     cfg: EsConfig,
-    port: u16,
-    shutdown: AtomicBool,
-    is_down: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    next_conn: AtomicU64,
-    down: Mutex<Down>,
-    down_cv: Condvar,
     rng: RandomState,
     seq: AtomicU64,
 }
 
 impl Shared {
-    fn cut_connections(&self) {
-        let conns: Vec<TcpStream> = lock(&self.conns).drain().map(|(_, c)| c).collect();
-        for c in conns {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-
     fn random(&self) -> u64 {
         let mut h = self.rng.build_hasher();
         h.write_u64(self.seq.fetch_add(1, Ordering::Relaxed));
@@ -624,13 +585,6 @@ impl Shared {
             .trim_end_matches('=')
             .to_string()
     }
-}
-
-#[derive(Default)]
-struct Down {
-    until: Option<Instant>,
-    requested: u64,
-    closed: u64,
 }
 
 #[derive(Default)]
@@ -735,165 +689,18 @@ fn now_ns() -> u128 {
 }
 
 // ---------------------------------------------------------------------------
-// Accepting, outages
-
-fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
-    let mut listener = Some(listener);
-    loop {
-        if sh.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        let (until, requested) = {
-            let g = lock(&sh.down);
-            (g.until, g.requested)
-        };
-        if let Some(until) = until {
-            drop(listener.take());
-            sh.cut_connections();
-            lock(&sh.down).closed = requested;
-            sh.down_cv.notify_all();
-            let now = Instant::now();
-            if now < until {
-                thread::sleep((until - now).min(Duration::from_millis(5)));
-                continue;
-            }
-            let Some(l) = bind_again(&sh) else { return };
-            let mut g = lock(&sh.down);
-            if g.until.is_some_and(|u| u <= Instant::now()) {
-                g.until = None;
-                sh.is_down.store(false, Ordering::SeqCst);
-                listener = Some(l);
-            }
-            continue;
-        }
-        let Some(l) = listener.as_ref() else { return };
-        match l.accept() {
-            Ok((stream, _)) => {
-                if sh.is_down.load(Ordering::SeqCst) {
-                    let _ = stream.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let _ = stream.set_nonblocking(false);
-                let id = sh.next_conn.fetch_add(1, Ordering::SeqCst);
-                if let Ok(c) = stream.try_clone() {
-                    lock(&sh.conns).insert(id, c);
-                }
-                let s = Arc::clone(&sh);
-                let spawned = thread::Builder::new()
-                    .name("fake-es-conn".into())
-                    .spawn(move || serve_connection(s, stream, id));
-                if spawned.is_err() {
-                    lock(&sh.conns).remove(&id);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(2))
-            }
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// Binds the same port again (std sets SO_REUSEADDR), retrying for a while.
-fn bind_again(sh: &Shared) -> Option<TcpListener> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if sh.shutdown.load(Ordering::SeqCst) {
-            return None;
-        }
-        match TcpListener::bind(("127.0.0.1", sh.port)) {
-            Ok(l) => {
-                l.set_nonblocking(true).ok()?;
-                return Some(l);
-            }
-            Err(e) if Instant::now() >= deadline => {
-                eprintln!("fake es: cannot bind 127.0.0.1:{} again: {e}", sh.port);
-                return None;
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// HTTP/1.1
-
-const MAX_HEAD: u64 = 1 << 20;
-
-struct Request {
-    method: String,
-    /// As received: path and query.
-    target: String,
-    /// Path part, not decoded.
-    path: String,
-    query: Vec<(String, String)>,
-    version: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn keep_alive(&self) -> bool {
-        let conn = self
-            .header("connection")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        if self.version == "HTTP/1.0" {
-            conn.contains("keep-alive")
-        } else {
-            !conn.contains("close")
-        }
-    }
-
-    fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    close: bool,
-}
+// HTTP
 
 impl Response {
     fn json(status: u16, body: String) -> Response {
-        Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.into_bytes(),
-            close: false,
-        }
+        Response::text(status, "application/json", &body)
     }
 
     fn text(status: u16, ctype: &str, body: &str) -> Response {
-        Response {
-            status,
-            headers: vec![("content-type".into(), ctype.into())],
-            body: body.as_bytes().to_vec(),
-            close: false,
-        }
-    }
-
-    fn empty(status: u16) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-            close: false,
-        }
+        let mut r = Response::empty(status);
+        r.headers = vec![("content-type".into(), ctype.into())];
+        r.body = body.as_bytes().to_vec();
+        r
     }
 
     /// `{"error":{"root_cause":[…],…},"status":N}`
@@ -910,308 +717,53 @@ impl Response {
     }
 }
 
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        409 => "Conflict",
-        413 => "Request Entity Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-enum ReadOutcome {
-    Request(Request),
-    Eof,
-    /// Content-Length over the limit: answer 413 and close.
-    TooLarge(Request),
-}
-
-fn serve_connection(sh: Arc<Shared>, stream: TcpStream, id: u64) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let Ok(read_half) = stream.try_clone() else {
-        lock(&sh.conns).remove(&id);
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    loop {
-        if sh.is_down.load(Ordering::SeqCst) || sh.shutdown.load(Ordering::SeqCst) {
-            break;
+/// One request: answered (413 when over `http.max_content_length`),
+/// recorded, delayed as configured, gzipped when the client accepts it.
+fn serve(sh: &Shared, req: &Request) -> Response {
+    let mut resp = if req.too_large {
+        let mut r = Response::empty(413);
+        r.close = true;
+        if req.path.ends_with("/_bulk") {
+            record_bulk(sh, req, &r, 0, 0, Vec::new());
         }
-        let outcome = read_request(&mut reader, &mut writer, sh.cfg.max_content_length);
-        let (req, too_large) = match outcome {
-            Ok(ReadOutcome::Request(r)) => (r, false),
-            Ok(ReadOutcome::TooLarge(r)) => (r, true),
-            Ok(ReadOutcome::Eof) => break,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let mut resp =
-                        Response::text(400, "text/plain", &format!("malformed HTTP request: {e}"));
-                    resp.close = true;
-                    let _ = write_response(&mut writer, &resp, "GET", false);
-                }
-                break;
-            }
-        };
-        if sh.is_down.load(Ordering::SeqCst) {
-            break;
-        }
-        let mut resp = if too_large {
-            let mut r = Response::empty(413);
-            r.close = true;
-            if req.path.ends_with("/_bulk") {
-                record_bulk(&sh, &req, &r, 0, 0, Vec::new());
-            }
-            r
-        } else {
-            handle(&sh, &req)
-        };
-        {
-            let mut st = lock(&sh.state);
-            st.http.push(HttpRequestInfo {
-                method: req.method.clone(),
-                path: req.target.clone(),
-                status: resp.status,
-                authorization: req.header("authorization").map(str::to_string),
-            });
-        }
-        sh.changed.notify_all();
-        let delay = lock(&sh.state).slow;
-        if !delay.is_zero() {
-            thread::sleep(delay);
-        }
-        if sh.is_down.load(Ordering::SeqCst) || sh.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        if !req.keep_alive() {
-            resp.close = true;
-        }
-        let gz = sh.cfg.compress_responses
-            && !resp.body.is_empty()
-            && req.header("accept-encoding").is_some_and(|v| {
-                v.split(',').any(|c| {
-                    c.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .eq_ignore_ascii_case("gzip")
-                })
-            });
-        if gz {
-            resp.body = gzip(&resp.body);
-            resp.headers
-                .push(("content-encoding".into(), "gzip".into()));
-        }
-        let close = resp.close;
-        if write_response(&mut writer, &resp, &req.method, true).is_err() || close {
-            break;
-        }
-    }
-    lock(&sh.conns).remove(&id);
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
-fn invalid(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
-fn read_line(r: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.clear();
-    let n = r.by_ref().take(MAX_HEAD).read_until(b'\n', buf)?;
-    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        buf.pop();
-    }
-    Ok(n)
-}
-
-fn read_request(
-    r: &mut BufReader<TcpStream>,
-    w: &mut TcpStream,
-    max_body: usize,
-) -> io::Result<ReadOutcome> {
-    let mut line = Vec::new();
-    // Tolerate empty lines before the request line (RFC 9112 §2.2).
-    loop {
-        let n = read_line(r, &mut line)?;
-        if n == 0 {
-            return Ok(ReadOutcome::Eof);
-        }
-        if !line.is_empty() {
-            break;
-        }
-    }
-    let request_line =
-        String::from_utf8(line.clone()).map_err(|_| invalid("request line is not UTF-8"))?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid("bad request line"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(invalid("unsupported HTTP version"));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let n = read_line(r, &mut line)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "eof in headers",
-            ));
-        }
-        if line.is_empty() {
-            break;
-        }
-        let h = String::from_utf8_lossy(&line).into_owned();
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| invalid("bad header line"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), parse_query(q)),
-        None => (target.to_string(), Vec::new()),
-    };
-    let mut req = Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        path,
-        query,
-        version: version.to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let length = if chunked {
-        None
+        r
     } else {
-        match req.header("content-length") {
-            Some(v) => Some(
-                v.parse::<usize>()
-                    .map_err(|_| invalid("bad content-length"))?,
-            ),
-            None => None,
-        }
+        handle(sh, req)
     };
-    if length.is_some_and(|n| n > max_body) {
-        return Ok(ReadOutcome::TooLarge(req));
+    {
+        let mut st = lock(&sh.state);
+        st.http.push(HttpRequestInfo {
+            method: req.method.clone(),
+            path: req.target.clone(),
+            status: resp.status,
+            authorization: req.header("authorization").map(str::to_string),
+        });
     }
-    let expects = req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    if expects && (chunked || length.unwrap_or(0) > 0) {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    sh.changed.notify_all();
+    let delay = lock(&sh.state).slow;
+    if !delay.is_zero() {
+        thread::sleep(delay);
     }
-    if chunked {
-        loop {
-            read_line(r, &mut line)?;
-            let size_text = String::from_utf8_lossy(&line);
-            let size_text = size_text.split(';').next().unwrap_or("").trim();
-            let size =
-                usize::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
-            if size == 0 {
-                // Trailers, then the empty line.
-                loop {
-                    let n = read_line(r, &mut line)?;
-                    if n == 0 || line.is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            if req.body.len() + size > max_body {
-                return Ok(ReadOutcome::TooLarge(req));
-            }
-            let start = req.body.len();
-            req.body.resize(start + size, 0);
-            r.read_exact(&mut req.body[start..])?;
-            read_line(r, &mut line)?;
-            if !line.is_empty() {
-                return Err(invalid("chunk not followed by CRLF"));
-            }
-        }
-    } else if let Some(n) = length {
-        req.body.resize(n, 0);
-        r.read_exact(&mut req.body)?;
+    let gz = sh.cfg.compress_responses
+        && !resp.body.is_empty()
+        && req.header("accept-encoding").is_some_and(|v| {
+            v.split(',').any(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("gzip")
+            })
+        });
+    if gz {
+        resp.body = gzip(&resp.body);
+        resp.headers
+            .push(("content-encoding".into(), "gzip".into()));
     }
-    Ok(ReadOutcome::Request(req))
-}
-
-fn write_response(w: &mut TcpStream, resp: &Response, method: &str, es: bool) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        resp.status,
-        reason_phrase(resp.status)
-    );
-    if es {
-        head.push_str("X-elastic-product: Elasticsearch\r\n");
-    }
-    for (k, v) in &resp.headers {
-        let _ = write!(head, "{k}: {v}\r\n");
-    }
-    let _ = write!(head, "content-length: {}\r\n", resp.body.len());
-    if resp.close {
-        head.push_str("connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    if method != "HEAD" {
-        out.extend_from_slice(&resp.body);
-    }
-    w.write_all(&out)?;
-    w.flush()
-}
-
-fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (
-                (b[i + 1] as char).to_digit(16),
-                (b[i + 2] as char).to_digit(16),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // As the official clients check; written first.
+    resp.headers
+        .insert(0, ("X-elastic-product".into(), "Elasticsearch".into()));
+    resp
 }
 
 // ---------------------------------------------------------------------------
@@ -1746,7 +1298,7 @@ fn bulk(sh: &Shared, req: &Request, rest: &str, default_index: Option<String>) -
         resp
     };
     // Query parameters.
-    for (k, v) in &req.query {
+    for (k, v) in &req.params {
         if !BULK_PARAMS.contains(&k.as_str()) {
             let e = EsErr::illegal(&format!(
                 "request [{rest}] contains unrecognized parameter: [{k}]"
@@ -1881,7 +1433,7 @@ fn whole_rejection(status: u16) -> Response {
             "text/html",
             &format!(
                 "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
-                r = reason_phrase(status)
+                r = http_server::reason(status)
             ),
         ),
         413 => Response::empty(413),

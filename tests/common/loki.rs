@@ -88,14 +88,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
+
+#[path = "http_server.rs"]
+mod http_server;
+
+use http_server::{Request, Response, Server};
 
 /// Loki's push messages (package `logproto`), declared by hand. Fields that
 /// are proto `string` are declared `bytes` (same wire type): Go accepts
@@ -292,7 +295,7 @@ pub struct FakeLoki {
     /// `127.0.0.1:PORT`
     pub addr: String,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl FakeLoki {
@@ -302,32 +305,26 @@ impl FakeLoki {
     }
 
     pub fn with_config(cfg: FakeConfig) -> FakeLoki {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("fake loki: bind");
-        listener
-            .set_nonblocking(true)
-            .expect("fake loki: nonblocking");
-        let port = listener.local_addr().expect("fake loki: address").port();
         let shared = Arc::new(Shared {
             cfg,
-            port,
-            shutdown: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-            down: Mutex::new(Down::default()),
-            down_cv: Condvar::new(),
-            is_down: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name("fake-loki-accept".into())
-            .spawn(move || accept_loop(s, listener))
-            .expect("fake loki: thread");
+        let server = Server::start(
+            http_server::Options {
+                name: "fake loki",
+                max_body: MAX_BODY,
+                deliver_too_large: false,
+                lowercase_framing: false,
+                malformed: |e| Response::error(400, &format!("malformed HTTP request: {e}")),
+            },
+            Arc::new(move |req: &Request| serve(&s, req)),
+        );
         FakeLoki {
-            addr: format!("127.0.0.1:{port}"),
+            addr: server.addr(),
             shared,
-            acceptor: Some(acceptor),
+            server,
         }
     }
 
@@ -341,7 +338,7 @@ impl FakeLoki {
     }
 
     pub fn port(&self) -> u16 {
-        self.shared.port
+        self.server.port()
     }
 
     pub fn config(&self) -> &FakeConfig {
@@ -353,27 +350,12 @@ impl FakeLoki {
     /// the same port is bound again. Returns once the socket is closed.
     /// Called again during an outage, it extends it.
     pub fn down_for(&self, d: Duration) {
-        let sh = &self.shared;
-        sh.is_down.store(true, Ordering::SeqCst);
-        let mut g = lock(&sh.down);
-        let until = Instant::now() + d;
-        g.until = Some(g.until.map_or(until, |u| u.max(until)));
-        g.requested += 1;
-        let ticket = g.requested;
-        while g.closed < ticket && !sh.shutdown.load(Ordering::SeqCst) {
-            g = sh
-                .down_cv
-                .wait_timeout(g, Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        drop(g);
-        sh.cut_connections();
+        self.server.down_for(d);
     }
 
     /// Whether the fake is in an outage.
     pub fn is_down(&self) -> bool {
-        self.shared.is_down.load(Ordering::SeqCst)
+        self.server.is_down()
     }
 
     /// The next `n` pushes (that decode) are answered 429 `Ingestion rate
@@ -473,17 +455,6 @@ impl FakeLoki {
     }
 }
 
-impl Drop for FakeLoki {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.down_cv.notify_all();
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        self.shared.cut_connections();
-    }
-}
-
 /// A snappy-compressed `logproto.PushRequest` of `(labels, entries)`, for
 /// tests to send.
 pub fn encode_protobuf(streams: &[(&str, &[StoredEntry])]) -> Vec<u8> {
@@ -524,30 +495,8 @@ pub fn encode_protobuf(streams: &[(&str, &[StoredEntry])]) -> Vec<u8> {
 
 struct Shared {
     cfg: FakeConfig,
-    port: u16,
-    shutdown: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    next_conn: AtomicU64,
-    down: Mutex<Down>,
-    down_cv: Condvar,
-    is_down: AtomicBool,
-}
-
-impl Shared {
-    fn cut_connections(&self) {
-        for (_, c) in lock(&self.conns).drain() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Down {
-    until: Option<Instant>,
-    requested: u64,
-    closed: u64,
 }
 
 #[derive(Default)]
@@ -610,365 +559,52 @@ fn now_ns() -> i128 {
 }
 
 // ---------------------------------------------------------------------------
-// Accepting, outages
+// HTTP
 
-fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
-    let mut listener = Some(listener);
-    loop {
-        if sh.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        let until = lock(&sh.down).until;
-        if let Some(until) = until {
-            if listener.take().is_some() {
-                sh.is_down.store(true, Ordering::SeqCst);
-            }
-            sh.cut_connections();
-            {
-                let mut g = lock(&sh.down);
-                g.closed = g.requested;
-            }
-            sh.down_cv.notify_all();
-            let now = Instant::now();
-            if now < until {
-                thread::sleep((until - now).min(Duration::from_millis(10)));
-                continue;
-            }
-            match bind_again(&sh) {
-                Some(l) => listener = Some(l),
-                None => return,
-            }
-            let mut g = lock(&sh.down);
-            if g.until.is_some_and(|u| u <= Instant::now()) {
-                g.until = None;
-                sh.is_down.store(false, Ordering::SeqCst);
-            }
-            continue;
-        }
-        let Some(l) = listener.as_ref() else { return };
-        match l.accept() {
-            Ok((stream, _)) => {
-                if sh.is_down.load(Ordering::SeqCst) {
-                    let _ = stream.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let _ = stream.set_nonblocking(false);
-                let id = sh.next_conn.fetch_add(1, Ordering::SeqCst);
-                if let Ok(c) = stream.try_clone() {
-                    lock(&sh.conns).insert(id, c);
-                }
-                let s = Arc::clone(&sh);
-                let spawned = thread::Builder::new()
-                    .name("fake-loki-conn".into())
-                    .spawn(move || serve_connection(s, stream, id));
-                if spawned.is_err() {
-                    lock(&sh.conns).remove(&id);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(2))
-            }
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// Binds the same port again (std sets SO_REUSEADDR), retrying for a while.
-fn bind_again(sh: &Shared) -> Option<TcpListener> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if sh.shutdown.load(Ordering::SeqCst) {
-            return None;
-        }
-        match TcpListener::bind(("127.0.0.1", sh.port)) {
-            Ok(l) => {
-                l.set_nonblocking(true).ok()?;
-                return Some(l);
-            }
-            Err(e) if Instant::now() >= deadline => {
-                eprintln!("fake loki: cannot bind 127.0.0.1:{} again: {e}", sh.port);
-                return None;
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// HTTP/1.1
-
-const MAX_HEAD: u64 = 1 << 20;
+/// Largest request body.
 const MAX_BODY: usize = 256 << 20;
-
-struct Request {
-    method: String,
-    path: String,
-    query: String,
-    version: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn keep_alive(&self) -> bool {
-        let conn = self
-            .header("connection")
-            .map(|v| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        if self.version == "HTTP/1.0" {
-            conn.contains("keep-alive")
-        } else {
-            !conn.contains("close")
-        }
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
 
 impl Response {
     fn no_content() -> Response {
-        Response {
-            status: 204,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response::empty(204)
     }
 
     /// Go's `http.Error`: the message and a newline, as plain text.
     fn error(status: u16, msg: &str) -> Response {
-        Response {
-            status,
-            headers: vec![
-                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ("X-Content-Type-Options".into(), "nosniff".into()),
-            ],
-            body: format!("{msg}\n").into_bytes(),
-        }
+        let mut r = Response::empty(status);
+        r.headers = vec![
+            ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ("X-Content-Type-Options".into(), "nosniff".into()),
+        ];
+        r.body = format!("{msg}\n").into_bytes();
+        r
     }
 
     fn json(v: &serde_json::Value) -> Response {
-        Response {
-            status: 200,
-            headers: vec![(
-                "Content-Type".into(),
-                "application/json; charset=UTF-8".into(),
-            )],
-            body: serde_json::to_vec(v).expect("json"),
-        }
+        let mut r = Response::empty(200);
+        r.headers = vec![(
+            "Content-Type".into(),
+            "application/json; charset=UTF-8".into(),
+        )];
+        r.body = serde_json::to_vec(v).expect("json");
+        r
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        _ => "Unknown",
+/// One request, answered after the configured delay.
+fn serve(sh: &Shared, req: &Request) -> Response {
+    let resp = route(sh, req);
+    let delay = lock(&sh.state).slow;
+    if !delay.is_zero() {
+        thread::sleep(delay);
     }
-}
-
-fn serve_connection(sh: Arc<Shared>, stream: TcpStream, id: u64) {
-    let _ = stream.set_nodelay(true);
-    // Loki's server.http-idle-timeout.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let Ok(read_half) = stream.try_clone() else {
-        lock(&sh.conns).remove(&id);
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    loop {
-        if sh.is_down.load(Ordering::SeqCst) || sh.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        let req = match read_request(&mut reader, &mut writer) {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let _ = write_response(
-                        &mut writer,
-                        &Response::error(400, &format!("malformed HTTP request: {e}")),
-                        true,
-                    );
-                }
-                break;
-            }
-        };
-        if sh.is_down.load(Ordering::SeqCst) {
-            break;
-        }
-        let resp = route(&sh, &req);
-        let delay = lock(&sh.state).slow;
-        if !delay.is_zero() {
-            thread::sleep(delay);
-        }
-        if sh.is_down.load(Ordering::SeqCst) {
-            break;
-        }
-        let close = !req.keep_alive();
-        if write_response(&mut writer, &resp, close).is_err() || close {
-            break;
-        }
-    }
-    lock(&sh.conns).remove(&id);
-    let _ = writer.shutdown(Shutdown::Both);
-}
-
-fn invalid(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
-fn read_line(r: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.clear();
-    let n = r.by_ref().take(MAX_HEAD).read_until(b'\n', buf)?;
-    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        buf.pop();
-    }
-    Ok(n)
-}
-
-fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> io::Result<Option<Request>> {
-    let mut line = Vec::new();
-    loop {
-        if read_line(r, &mut line)? == 0 {
-            return Ok(None);
-        }
-        if !line.is_empty() {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&line).into_owned();
-    let mut parts = text.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid("bad request line"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(invalid("unsupported HTTP version"));
-    }
-    let mut headers = Vec::new();
-    let mut head_bytes = 0;
-    loop {
-        let n = read_line(r, &mut line)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "eof in headers",
-            ));
-        }
-        head_bytes += n;
-        if head_bytes as u64 > MAX_HEAD {
-            return Err(invalid("headers too large"));
-        }
-        if line.is_empty() {
-            break;
-        }
-        let h = String::from_utf8_lossy(&line).into_owned();
-        let Some((k, v)) = h.split_once(':') else {
-            return Err(invalid("bad header line"));
-        };
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target.to_string(), String::new()),
-    };
-    let mut req = Request {
-        method: method.to_string(),
-        path,
-        query,
-        version: version.to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    if req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let chunked = req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        loop {
-            read_line(r, &mut line)?;
-            let size_text = String::from_utf8_lossy(&line).into_owned();
-            let size_hex = size_text.split(';').next().unwrap_or("").trim();
-            let size =
-                usize::from_str_radix(size_hex, 16).map_err(|_| invalid("bad chunk size"))?;
-            if size == 0 {
-                while read_line(r, &mut line)? > 0 && !line.is_empty() {}
-                break;
-            }
-            if req.body.len() + size > MAX_BODY {
-                return Err(invalid("body too large"));
-            }
-            let start = req.body.len();
-            req.body.resize(start + size, 0);
-            r.read_exact(&mut req.body[start..])?;
-            read_line(r, &mut line)?;
-        }
-    } else if let Some(cl) = req.header("content-length") {
-        let n: usize = cl
-            .trim()
-            .parse()
-            .map_err(|_| invalid("bad Content-Length"))?;
-        if n > MAX_BODY {
-            return Err(invalid("body too large"));
-        }
-        let mut body = vec![0; n];
-        r.read_exact(&mut body)?;
-        req.body = body;
-    }
-    Ok(Some(req))
-}
-
-fn write_response(w: &mut TcpStream, resp: &Response, close: bool) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (k, v) in &resp.headers {
-        let _ = write!(head, "{k}: {v}\r\n");
-    }
-    if resp.status != 204 {
-        let _ = write!(head, "Content-Length: {}\r\n", resp.body.len());
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&resp.body);
-    w.write_all(&out)?;
-    w.flush()
+    resp
 }
 
 fn route(sh: &Shared, req: &Request) -> Response {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", PUSH_PATH) => handle_push(sh, req),
-        (_, PUSH_PATH) => Response {
-            status: 405,
-            headers: Vec::new(),
-            body: Vec::new(),
-        },
+        (_, PUSH_PATH) => Response::empty(405),
         ("GET", "/loki/api/v1/query_range") => handle_query(sh, req),
         ("GET", "/ready") => Response::error(200, "ready"),
         _ => Response::error(404, "404 page not found"),
@@ -2096,30 +1732,6 @@ fn parse_query_time(v: Option<&str>, default: i128) -> Result<i128, String> {
 // ---------------------------------------------------------------------------
 // Query
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => {
-                    out.push(v);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn handle_query(sh: &Shared, req: &Request) -> Response {
     let cfg = &sh.cfg;
     let tenant = if cfg.auth_enabled {
@@ -2130,15 +1742,7 @@ fn handle_query(sh: &Shared, req: &Request) -> Response {
     } else {
         "fake".to_string()
     };
-    let params: HashMap<String, String> = req
-        .query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(p), String::new()),
-        })
-        .collect();
+    let params: HashMap<String, String> = req.params.iter().cloned().collect();
     let Some(query) = params.get("query") else {
         return Response::error(400, "parse error : syntax error: unexpected $end");
     };
