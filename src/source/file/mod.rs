@@ -537,16 +537,35 @@ impl Tailer {
     }
 
     /// Starts reading a file not open yet (or notes it as too short).
-    fn open(&mut self, path: &Path, identity: (u64, u64), len: u64) {
+    fn open(&mut self, path: &Path, listed: (u64, u64), _listed_len: u64) {
         let name = self.ctx.name.clone();
-        let probe = match File::open(path).and_then(|file| {
-            fingerprint::probe_file(&file, self.cfg.fingerprint_bytes).map(|p| (file, p))
-        }) {
+        let opened = File::open(path).and_then(|file| file.metadata().map(|m| (file, m)));
+        let (file, meta) = match opened {
             Ok(p) => p,
             Err(e) => {
                 if self.warn_once(format!("open:{}", path.display())) {
                     self.metrics.errors.inc();
                     tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot open file; skipping it");
+                }
+                return;
+            }
+        };
+        // The path may have been rotated between the listing and this open:
+        // what counts is the file actually opened, not the one listed.
+        let identity = (meta.dev(), meta.ino());
+        let len = meta.len();
+        if identity != listed
+            && (self.files.iter().any(|f| f.identity == identity)
+                || self.finished.contains(&(identity.0, identity.1, len)))
+        {
+            return;
+        }
+        let probe = match fingerprint::probe_file(&file, self.cfg.fingerprint_bytes) {
+            Ok(p) => (file, p),
+            Err(e) => {
+                if self.warn_once(format!("open:{}", path.display())) {
+                    self.metrics.errors.inc();
+                    tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot read file; skipping it");
                 }
                 return;
             }
@@ -561,7 +580,11 @@ impl Tailer {
             ) => (file, fingerprint, compressed, false),
             (file, Probe::TooShort { compressed, .. }) if self.ctx.once => {
                 let mut head = Vec::new();
-                let _ = File::open(path).and_then(|mut f| f.read_to_end(&mut head));
+                let _ = file.try_clone().and_then(|mut f| {
+                    f.rewind()?;
+                    f.read_to_end(&mut head)?;
+                    f.rewind()
+                });
                 (
                     file,
                     fingerprint::hash(&head) ^ 0x5157_u64,
