@@ -84,7 +84,21 @@ fn encode_key<V: AsRef<str>>(key: &mut String, values: &[V]) {
     key.clear();
     for v in values {
         let v = v.as_ref();
-        let _ = write!(key, "{}:", v.len());
+        // The length in decimal, without the formatting machinery: this
+        // runs for every matched rule of every event.
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = v.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        key.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+        key.push(':');
         key.push_str(v);
     }
 }
@@ -313,6 +327,13 @@ mod tests {
 
     fn labels(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn keys_prefix_each_value_with_its_length() {
+        let mut key = String::new();
+        encode_key(&mut key, &["0123456789abc", "", "x"]);
+        assert_eq!(key, "13:0123456789abc0:1:x");
     }
 
     #[test]
