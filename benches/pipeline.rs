@@ -126,24 +126,29 @@ const CASES: [Case; 6] = [
     },
 ];
 
-/// A `_bulk` receiver on loopback: un-gzips each body, counts the documents
-/// (two NDJSON lines each) and answers `{"errors":false}`.
-fn es_receiver() -> &'static LokiReceiver {
-    static R: std::sync::OnceLock<LokiReceiver> = std::sync::OnceLock::new();
-    R.get_or_init(|| {
+/// A receiver on loopback for the forwarding cases: `count` tells how many
+/// events a request body holds (its `Content-Encoding` is passed along),
+/// `reply` is the whole HTTP answer. Its CPU is this process's, not weir's.
+struct Receiver {
+    url: String,
+    entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    fn start(count: fn(&[u8], &str) -> u64, reply: &'static [u8]) -> Receiver {
         use std::io::{BufRead, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let entries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let count = entries.clone();
+        let total = entries.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let count = count.clone();
+                let total = total.clone();
                 std::thread::spawn(move || {
                     let mut w = conn.try_clone().expect("clone socket");
                     let mut r = std::io::BufReader::new(conn);
                     loop {
-                        let (mut len, mut gz) = (0usize, false);
+                        let (mut len, mut encoding) = (0usize, String::new());
                         let mut line = String::new();
                         loop {
                             line.clear();
@@ -158,7 +163,7 @@ fn es_receiver() -> &'static LokiReceiver {
                                     len = v.trim().parse().unwrap_or(0);
                                 }
                                 if k.eq_ignore_ascii_case("content-encoding") {
-                                    gz = v.trim() == "gzip";
+                                    encoding = v.trim().to_string();
                                 }
                             }
                         }
@@ -166,89 +171,60 @@ fn es_receiver() -> &'static LokiReceiver {
                         if r.read_exact(&mut body).is_err() {
                             return;
                         }
-                        let mut raw = Vec::new();
-                        if gz {
-                            flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut raw).expect("gzip body");
-                        } else {
-                            raw = body;
-                        }
-                        let docs = raw.iter().filter(|b| **b == b'\n').count() / 2;
-                        count.fetch_add(docs as u64, std::sync::atomic::Ordering::Relaxed);
+                        total.fetch_add(
+                            count(&body, &encoding),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
                         // One write: head and body in two segments would meet
                         // Nagle and delayed ACKs (40 ms a request).
-                        let answer = "{\"took\":1,\"errors\":false,\"items\":[]}";
-                        let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}", answer.len());
-                        if w.write_all(reply.as_bytes()).is_err() {
+                        if w.write_all(reply).is_err() {
                             return;
                         }
                     }
                 });
             }
         });
-        LokiReceiver { url, entries }
+        Receiver { url, entries }
+    }
+}
+
+/// A `_bulk` receiver: un-gzips each body, counts the documents (two NDJSON
+/// lines each) and answers `{"errors":false}`.
+fn es_receiver() -> &'static Receiver {
+    static R: std::sync::OnceLock<Receiver> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        fn count(body: &[u8], encoding: &str) -> u64 {
+            use std::io::Read;
+            let mut raw = Vec::new();
+            if encoding == "gzip" {
+                flate2::read::MultiGzDecoder::new(body).read_to_end(&mut raw).expect("gzip body");
+            } else {
+                raw = body.to_vec();
+            }
+            (raw.iter().filter(|b| **b == b'\n').count() / 2) as u64
+        }
+        Receiver::start(
+            count,
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n{\"took\":1,\"errors\":false,\"items\":[]}",
+        )
     })
 }
 
-/// A Loki push receiver on loopback that decodes (snappy + protobuf) and
-/// counts entries, answering 204 like Loki. Its CPU is this process's, not
-/// weir's.
-struct LokiReceiver {
-    url: String,
-    entries: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-fn loki_receiver() -> &'static LokiReceiver {
-    static R: std::sync::OnceLock<LokiReceiver> = std::sync::OnceLock::new();
+/// A Loki push receiver: decodes (snappy + protobuf), counts entries and
+/// answers 204 like Loki.
+fn loki_receiver() -> &'static Receiver {
+    static R: std::sync::OnceLock<Receiver> = std::sync::OnceLock::new();
     R.get_or_init(|| {
-        use std::io::{BufRead, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let entries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let count = entries.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let count = count.clone();
-                std::thread::spawn(move || {
-                    let mut w = conn.try_clone().expect("clone socket");
-                    let mut r = std::io::BufReader::new(conn);
-                    loop {
-                        let mut len = 0usize;
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                            if let Some((k, v)) = line.split_once(':')
-                                && k.eq_ignore_ascii_case("content-length")
-                            {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        if r.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let raw = snap::raw::Decoder::new()
-                            .decompress_vec(&body)
-                            .expect("snappy body");
-                        let req = <weir::sink::loki::proto::PushRequest as prost::Message>::decode(
-                            raw.as_slice(),
-                        )
-                        .expect("protobuf body");
-                        let n: usize = req.streams.iter().map(|s| s.entries.len()).sum();
-                        count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        if w.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        LokiReceiver { url, entries }
+        fn count(body: &[u8], _: &str) -> u64 {
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(body)
+                .expect("snappy body");
+            let req =
+                <weir::sink::loki::proto::PushRequest as prost::Message>::decode(raw.as_slice())
+                    .expect("protobuf body");
+            req.streams.iter().map(|s| s.entries.len() as u64).sum()
+        }
+        Receiver::start(count, b"HTTP/1.1 204 No Content\r\n\r\n")
     })
 }
 
@@ -501,20 +477,7 @@ fn run_weir(case: &Case, input: &Path, lines: u64, dir: &Path) -> Res<Measure> {
         .spawn()
         .map_err(|e| format!("cannot start {WEIR}: {e}"))?;
     let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: all-zero is a valid rusage; wait4 only writes into `status` and `ru`.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our own unreaped child; the pointers are to live locals.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4({pid}): {e}"));
-        }
-    }
+    let (status, ru) = common::reap(pid, true)?.expect("a blocking wait reaps the child");
     let wall = start.elapsed();
     // Reaped by wait4 above; dropping a Child neither waits nor kills.
     drop(child);

@@ -67,7 +67,7 @@ const FINGERPRINT_BYTES: usize = 256;
 
 mod common;
 
-use common::{Res, cpu_of, env_u64, generate, proc_status_kib, self_usage, yaml_str};
+use common::{Res, cpu_of, env_u64, generate, proc_status_kib, reap, self_usage, yaml_str};
 
 fn main() -> ExitCode {
     match bench() {
@@ -357,28 +357,6 @@ fn clock_ticks() -> Res<f64> {
         return Err("sysconf(_SC_CLK_TCK) failed".into());
     }
     Ok(t as f64)
-}
-
-/// Reaps `pid` if it has exited (`block` waits for it); returns (status, rusage).
-fn reap(pid: libc::pid_t, block: bool) -> Res<Option<(libc::c_int, libc::rusage)>> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: all-zero is a valid rusage; wait4 only writes into `status` and `ru`.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let flags = if block { 0 } else { libc::WNOHANG };
-    loop {
-        // SAFETY: `pid` is our own unreaped child; the pointers are to live locals.
-        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
-        if r == pid {
-            return Ok(Some((status, ru)));
-        }
-        if r == 0 {
-            return Ok(None);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4({pid}): {e}"));
-        }
-    }
 }
 
 fn describe_exit(status: libc::c_int) -> String {

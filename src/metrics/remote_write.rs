@@ -49,9 +49,7 @@ fn default_timeout() -> Dur {
 impl RemoteWriteConfig {
     /// (key, message) of the first problem.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let ok = (self.url.starts_with("http://") || self.url.starts_with("https://"))
-            && reqwest::Url::parse(&self.url).is_ok();
-        if !ok {
+        if !crate::sink::http::is_http_url(&self.url) {
             return Err((
                 "url",
                 format!(

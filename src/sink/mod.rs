@@ -15,6 +15,7 @@ pub mod console;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod file;
+pub mod http;
 pub mod loki;
 
 use std::future::Future;

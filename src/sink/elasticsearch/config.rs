@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::units::Dur;
-use crate::sink::loki::{BasicAuth, TlsConfig};
+use crate::sink::http::{BasicAuth, TlsConfig};
 use crate::sink::{BatchConfig, RetryConfig};
 use crate::template::{Template, TemplateConfig};
 
@@ -118,10 +118,7 @@ pub(super) enum IdRule {
 
 impl ElasticsearchConfig {
     pub fn check(&self) -> Result<(), EsConfigError> {
-        let ok_url = (self.endpoint.starts_with("http://")
-            || self.endpoint.starts_with("https://"))
-            && reqwest::Url::parse(&self.endpoint).is_ok();
-        if !ok_url {
+        if !crate::sink::http::is_http_url(&self.endpoint) {
             return Err(err(
                 "endpoint",
                 format!(

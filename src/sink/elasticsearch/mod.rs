@@ -22,7 +22,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 pub mod config;
 
@@ -86,15 +85,6 @@ impl ElasticsearchSink {
         registry: &Registry,
     ) -> Result<Self, String> {
         cfg.check().map_err(|e| e.message)?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.request_timeout.0)
-            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
-            builder = builder.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{ca}: {e}"))?,
-            );
-        }
         let mut url = format!("{}/_bulk", cfg.endpoint.trim_end_matches('/'));
         if let Some(p) = &cfg.pipeline {
             url.push_str(&format!("?pipeline={p}"));
@@ -105,9 +95,7 @@ impl ElasticsearchSink {
         let l = [("sink", sink)];
         Ok(ElasticsearchSink {
             sink: sink.to_string(),
-            client: builder
-                .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
+            client: super::http::client(cfg.request_timeout.0, cfg.tls.as_ref())?,
             url,
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
@@ -351,16 +339,6 @@ impl ElasticsearchSink {
     }
 }
 
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 impl Sink for ElasticsearchSink {
     fn encode(&mut self, event: &Event) -> usize {
         let index = self.index_for(event);
@@ -449,7 +427,7 @@ impl Sink for ElasticsearchSink {
             DeliveryError::from(format!("cannot reach Elasticsearch at {}: {e}", self.url))
         })?;
         let status = resp.status();
-        let after = retry_after(resp.headers());
+        let after = super::http::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         self.metrics.bytes_sent.add(body.len() as u64);
         match status.as_u16() {

@@ -36,19 +36,7 @@ pub enum OutOfOrder {
     Pass,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub user: String,
-    pub password: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with the CA that signed Loki's certificate.
-    pub ca_file: Option<String>,
-}
+pub use crate::sink::http::{BasicAuth, TlsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,10 +141,7 @@ impl LokiConfig {
     }
 
     pub(super) fn compile(&self) -> Result<(Pairs, Pairs, Line, String), LokiConfigError> {
-        let ok_url = (self.endpoint.starts_with("http://")
-            || self.endpoint.starts_with("https://"))
-            && reqwest::Url::parse(&self.endpoint).is_ok();
-        if !ok_url {
+        if !crate::sink::http::is_http_url(&self.endpoint) {
             return Err(cfg_err(
                 &["endpoint"],
                 format!(

@@ -136,18 +136,7 @@ impl LokiSink {
     ) -> Result<LokiSink, String> {
         let (mut labels, metadata, line, url) = cfg.compile().map_err(|e| e.message)?;
         labels.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.request_timeout.0)
-            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = cfg.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| format!("{ca} is not a PEM certificate: {e}"))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = super::http::client(cfg.request_timeout.0, cfg.tls.as_ref())?;
         let l = [("sink", sink)];
         let metrics = LokiMetrics {
             requests: HashMap::new(),
@@ -600,7 +589,7 @@ type Answer = Result<(reqwest::StatusCode, Option<Duration>, String), reqwest::E
 async fn send(req: reqwest::RequestBuilder) -> Answer {
     let resp = req.send().await?;
     let status = resp.status();
-    let after = retry_after(resp.headers());
+    let after = super::http::retry_after(resp.headers());
     let text = resp.text().await.unwrap_or_default();
     Ok((status, after, text))
 }
@@ -620,18 +609,6 @@ fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
         .map(|g| g.1)
         .filter(|g| !g.is_empty())
         .collect()
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    // An HTTP date.
-    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-    let now = jiff::Timestamp::now();
-    let d = when.duration_since(now);
-    Some(Duration::from_secs_f64(d.as_secs_f64().max(0.0)))
 }
 
 impl Sink for LokiSink {
