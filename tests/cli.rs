@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -113,19 +112,10 @@ fn events_land_in_the_file_of_their_own_day() {
 #[test]
 fn stdin_is_read_like_a_file() {
     let s = Scratch::new();
-    let mut child = s
-        .weir(&["run", &feynman(), "--once", "--metrics-file", "m.prom"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fixture().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(
+        s.weir(&["run", &feynman(), "--once", "--metrics-file", "m.prom"]),
+        fixture().as_bytes(),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -149,19 +139,10 @@ fn console_sink_writes_json_lines_to_stdout() {
         "c.yaml",
         "api: {enabled: false}\nsources:\n  in: {type: stdin}\nsinks:\n  out: {type: console, inputs: [in]}\n",
     );
-    let mut child = s
-        .weir(&["run", &p, "--once"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all("{\"a\": \"中文\"}\nnot json\n".as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(
+        s.weir(&["run", &p, "--once"]),
+        "{\"a\": \"中文\"}\nnot json\n".as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();

@@ -255,19 +255,7 @@ fn data_streams_take_create_with_timestamp_under_a_path_prefix() {
     );
     let text = read(std::path::Path::new(&p)).replace("    index: 'feynman-%Y.%m.%d'\n", "");
     std::fs::write(&p, text).unwrap();
-    let mut child = s
-        .weir(&["run", &p, "--once"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines(0, 1000).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(s.weir(&["run", &p, "--once"]), lines(0, 1000).as_bytes());
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -301,19 +289,7 @@ fn api_key_auth_and_ingest_pipeline_reach_elasticsearch() {
         "    type: stdin",
         &format!("    api_key: {encoded}\n    pipeline: feynman-ingest\n"),
     );
-    let mut child = s
-        .weir(&["run", &p, "--once"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines(0, 100).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(s.weir(&["run", &p, "--once"]), lines(0, 100).as_bytes());
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -100,19 +100,7 @@ fn assert_exactly_once(fake: &FakeLoki, n: usize) {
 
 fn run_once(s: &Scratch, p: &str, input: &str) -> (i32, String, Duration) {
     let start = Instant::now();
-    let mut child = s
-        .weir(&["run", p, "--once"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(s.weir(&["run", p, "--once"]), input.as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

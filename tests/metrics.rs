@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -287,19 +286,7 @@ fn remote_write_reaches_victoria_metrics() {
     let mut text = read(&repo().join("pipelines/feynman.yaml"));
     text.push_str(&format!("    remote_write:\n      url: http://{vm_addr}/api/v1/write\n      interval: 1h\n      labels: {{job: weir}}\n"));
     let p = pipeline(&s, "rw.yaml", &text);
-    let mut child = s
-        .weir(&["run", &p, "--once"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(fixture.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(s.weir(&["run", &p, "--once"]), fixture.as_bytes());
     assert_eq!(
         out.status.code(),
         Some(0),
