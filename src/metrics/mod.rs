@@ -223,11 +223,20 @@ impl Derived {
         let mut values = Vec::new();
         let mut bad = vec![0u64; self.rules.len()];
         let mut store = self.store.lock().expect("metrics store lock");
+        let costs_field = self.costs_key.as_ref().map(|(f, _, _)| f.as_str());
+        let costs_field_dispatched =
+            costs_field.is_some_and(|f| self.dispatch.iter().any(|d| d.field == f));
         for e in &batch.events {
+            // The value of the cost counters' indexed field, when a rule
+            // dispatch already looked it up (usually `event`).
+            let mut costs_value = None;
             for d in &self.dispatch {
                 let Some(value) = e.get_text(&d.field) else {
                     continue;
                 };
+                if costs_field == Some(d.field.as_str()) {
+                    costs_value = Some(value.clone());
+                }
                 let Some(rules) = d.by_value.get(value.as_ref()) else {
                     continue;
                 };
@@ -248,9 +257,12 @@ impl Derived {
                 match &self.costs_key {
                     // Book only events whose indexed field has a listed value.
                     Some((field, values, rest)) => {
-                        if e.get_text(field)
-                            .is_some_and(|v| values.iter().any(|x| *x == v))
-                        {
+                        let value = match costs_value {
+                            Some(v) => Some(v),
+                            None if costs_field_dispatched => None,
+                            None => e.get_text(field),
+                        };
+                        if value.is_some_and(|v| values.iter().any(|x| *x == v)) {
                             c.apply_if(rest.as_ref(), e, &mut store, &mut key);
                         }
                     }
