@@ -208,11 +208,6 @@ impl Event {
         }
         out.push(b'}');
     }
-
-    /// Rough heap size, for byte-based batch limits.
-    pub fn size_hint(&self) -> usize {
-        self.line.len() + self.fields.len() * std::mem::size_of::<Field>() + 48
-    }
 }
 
 impl<'a> FieldRef<'a> {

@@ -136,25 +136,6 @@ impl Registry {
         fam.series.push((labels, cell.clone()));
         cell
     }
-
-    /// Current value of a counter or gauge, for tests and summaries.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
-        let families = self.families.lock().expect("registry lock");
-        let fam = families.iter().find(|f| f.name == name)?;
-        fam.series
-            .iter()
-            .find(|(l, _)| {
-                l.len() == labels.len()
-                    && l.iter()
-                        .zip(labels)
-                        .all(|((a, b), (c, d))| a == c && b == d)
-            })
-            .map(|(_, cell)| match cell {
-                Cell::Counter(c) => c.get() as i64,
-                Cell::Gauge(g) => g.get(),
-            })
-    }
-
     /// The sum of a family's series (0 if it does not exist).
     pub fn sum(&self, name: &str) -> i64 {
         let families = self.families.lock().expect("registry lock");

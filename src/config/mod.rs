@@ -228,17 +228,6 @@ impl Pipeline {
             _ => Err(ConfigErrors(cx.errors)),
         }
     }
-
-    /// Every component name, with what it is.
-    pub fn names(&self) -> impl Iterator<Item = (&str, &'static str)> {
-        let s = self.sources.iter().map(|c| (c.name.as_str(), "source"));
-        let t = self
-            .transforms
-            .iter()
-            .map(|c| (c.name.as_str(), "transform"));
-        let k = self.sinks.iter().map(|c| (c.name.as_str(), "sink"));
-        s.chain(t).chain(k)
-    }
 }
 
 struct Checker {
