@@ -105,7 +105,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             &[("version", env!("CARGO_PKG_VERSION"))],
         )
         .set(1);
-    let shutdown = Shutdown::default();
+    let shutdown = Shutdown::with_grace(pipeline.grace_period);
     let ready = Arc::new(AtomicBool::new(false));
     let api_stop = Shutdown::default();
 
@@ -145,7 +145,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
     let mut code = match &outcome {
         Outcome::Drained => ExitCode::SUCCESS,
         Outcome::GraceExpired => {
-            tracing::error!(grace_period = ?pipeline.grace_period, "stopped before the sinks delivered everything; undelivered file data is read again after a restart");
+            tracing::error!(grace_period = ?pipeline.grace_period, "stopped before the sinks delivered everything; what they did not deliver was not checkpointed, so file sources read it again after a restart");
             ExitCode::from(EXIT_RUNTIME)
         }
         Outcome::Failed(e) => {
@@ -189,26 +189,35 @@ pub fn write_metrics_file(registry: &Registry, path: &Path) -> std::io::Result<(
     std::fs::rename(&tmp, path)
 }
 
+/// SIGTERM and SIGINT stop the pipeline (a second one exits at once).
+/// SIGHUP, which service managers send to ask for a reload, is logged and
+/// otherwise ignored: it must not stop weir (its default action would).
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot install signal handlers; stop weir with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP received: reloading the pipeline is not supported yet; weir keeps running with the configuration it started with");
+                continue;
+            }
+        };
+        if shutdown.is_triggered() {
+            eprintln!("second signal ({name}): exiting at once");
+            std::process::exit(i32::from(EXIT_RUNTIME));
+        }
+        tracing::info!("{name} received");
+        shutdown.trigger();
     }
-    shutdown.trigger();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    eprintln!("second signal: exiting at once");
-    std::process::exit(i32::from(EXIT_RUNTIME));
 }
 
 /// Sets up weir's own log on standard error. `WEIR_LOG` filters it

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::ack::AckNotifier;
+use crate::ack::Ack;
 
 /// Text that lives either inside the event's line or on its own.
 #[derive(Debug, Clone, PartialEq)]
@@ -303,17 +303,41 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&b[start..]);
 }
 
-/// Events moving together between components, with the acknowledgement that
-/// fires once every sink has accepted them (or dropped them on purpose).
-#[derive(Debug, Clone, Default)]
+/// Events moving together between components, with the acknowledgement
+/// their source waits for (see `ack`).
+#[derive(Debug, Default)]
 pub struct Batch {
     pub events: Vec<Event>,
-    pub ack: Option<Arc<AckNotifier>>,
+    pub ack: Option<Ack>,
 }
 
-/// What travels through the topology's channels: one batch shared by all the
-/// components downstream of a fan-out.
-pub type SharedBatch = Arc<Batch>;
+/// What travels through the topology's channels: the events of one batch,
+/// shared by all the components downstream of a fan-out, and this
+/// component's own acknowledgement, which it must settle.
+#[derive(Debug)]
+pub struct SharedBatch {
+    pub events: Arc<Vec<Event>>,
+    pub ack: Option<Ack>,
+}
+
+impl SharedBatch {
+    /// This component is done with the batch: delivered, set aside, or
+    /// dropped on purpose.
+    pub fn delivered(self) {
+        if let Some(a) = self.ack {
+            a.delivered();
+        }
+    }
+
+    /// The events as this component's own, copied only if another component
+    /// still shares them.
+    pub fn into_batch(self) -> Batch {
+        Batch {
+            events: Arc::unwrap_or_clone(self.events),
+            ack: self.ack,
+        }
+    }
+}
 
 /// The byte range type used by decoders to build spans.
 pub fn span(r: Range<usize>) -> (u32, u32) {

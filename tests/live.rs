@@ -209,3 +209,41 @@ fn hundreds_of_files_in_one_directory() {
     out.dedup();
     assert_eq!(out.len(), 600, "no duplicates");
 }
+
+/// SIGHUP (a service manager's "reload") is logged and does not stop weir:
+/// lines keep flowing, and a later SIGTERM still drains and exits 0.
+#[test]
+fn sighup_is_logged_and_does_not_stop_the_pipeline() {
+    let s = Scratch::new();
+    let line = |n: usize| format!("{{\"n\": {n}, \"pad\": \"{}\"}}\n", "x".repeat(300));
+    s.write("logs/app.log", line(0));
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  app: {{type: file, include: ['{}/*.log']}}\nsinks:\n  out: {{type: file, inputs: [app], path: data/out/x.ndjson, batch: {{timeout: 100ms}}}}\n",
+            s.path("logs").display()
+        ),
+    );
+    let mut w = Running::start(s.weir(&["run", &p]));
+    let addr = w.api_address();
+    wait_until(SECS, || s.output_lines().len() == 1).expect("first line");
+    w.signal(libc::SIGHUP);
+    w.wait_for_log("SIGHUP received", SECS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        w.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped weir:\n{}",
+        w.stderr()
+    );
+    assert_eq!(http_get(&addr, "/ready").0, 200);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("logs/app.log"))
+        .unwrap();
+    f.write_all(line(1).as_bytes()).unwrap();
+    wait_until(SECS, || s.output_lines().len() == 2).expect("lines after SIGHUP are read");
+    w.signal(libc::SIGTERM);
+    let (code, stderr) = w.wait(SECS);
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -218,7 +218,7 @@ impl MetricsConfig {
 
 impl Derived {
     /// Applies every rule to every event of a batch, under one lock.
-    pub fn apply(&mut self, batch: &crate::event::Batch) {
+    pub fn apply(&mut self, events: &[crate::event::Event]) {
         let mut key = String::new();
         let mut values = Vec::new();
         let mut bad = vec![0u64; self.rules.len()];
@@ -226,7 +226,7 @@ impl Derived {
         let costs_field = self.costs_key.as_ref().map(|(f, _, _)| f.as_str());
         let costs_field_dispatched =
             costs_field.is_some_and(|f| self.dispatch.iter().any(|d| d.field == f));
-        for e in &batch.events {
+        for e in events {
             // The value of the cost counters' indexed field, when a rule
             // dispatch already looked it up (usually `event`).
             let mut costs_value = None;
@@ -287,14 +287,23 @@ impl Derived {
         for (c, n) in self.value_errors.iter().zip(bad) {
             c.add(n);
         }
-        self.events.add(batch.events.len() as u64);
+        self.events.add(events.len() as u64);
     }
 }
 
-/// Runs a `metrics` sink until its inputs close. Each batch is acknowledged
-/// once it has been counted.
-pub async fn run(mut derived: Derived, mut input: mpsc::Receiver<SharedBatch>) {
+/// Runs a `metrics` sink until its inputs close. A batch is acknowledged
+/// once it has been counted — or, when the sink pushes by remote write,
+/// once a push that includes it has been accepted (`awaiting_push`).
+pub async fn run(
+    mut derived: Derived,
+    mut input: mpsc::Receiver<SharedBatch>,
+    awaiting_push: Option<remote_write::AwaitingPush>,
+) {
     while let Some(batch) = input.recv().await {
-        derived.apply(&batch);
+        derived.apply(&batch.events);
+        match &awaiting_push {
+            Some(w) => w.hold(batch),
+            None => batch.delivered(),
+        }
     }
 }

@@ -5,11 +5,17 @@
 //! `WriteRequest` (protobuf, hand-declared with prost — no build script),
 //! compressed with snappy's block format, with the headers the spec
 //! requires. Each request carries complete cumulative values, so a push that
-//! fails after its retries is superseded by the next one; nothing else needs
-//! to be kept. 4xx answers (but 429) are not retried. A last push is made
-//! when the pipeline stops, so `--once` replays deliver their final values.
+//! fails after its retries is superseded by the next one. 4xx answers (but
+//! 429) are not retried. A last push is made when the pipeline's inputs end,
+//! so `--once` replays deliver their final values.
+//!
+//! Lines counted into the metrics are acknowledged to their sources only
+//! once a push that includes them has been answered: a receiver that hangs
+//! or is down holds the file checkpoints back, and a restart counts those
+//! lines again (a counter reset, which `rate()` and `increase()` absorb).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
@@ -18,7 +24,11 @@ use tokio::sync::oneshot;
 
 use super::SharedStore;
 use super::store::{Kind, Store, format_value};
+use crate::ack::Ack;
 use crate::config::units::Dur;
+use crate::event::SharedBatch;
+use crate::shutdown::Shutdown;
+use crate::sink::Jitter;
 use crate::telemetry::{Counter, Registry};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,41 +208,115 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
         .expect("snappy compresses any input")
 }
 
+/// Acknowledgements of batches that were counted but are not yet in a push
+/// the receiver accepted. Each is settled by the first accepted push taken
+/// after it was counted; what is still here when weir stops was not
+/// delivered, and stays unacknowledged.
+#[derive(Clone, Default)]
+pub struct AwaitingPush(Arc<Mutex<Awaiting>>);
+
+#[derive(Default)]
+struct Awaiting {
+    /// Batches counted so far; a push taken now covers every one below.
+    counted: u64,
+    /// (batch number, events, acknowledgement), oldest first.
+    acks: VecDeque<(u64, usize, Ack)>,
+}
+
+impl AwaitingPush {
+    /// Keeps the acknowledgement of a batch that has just been counted
+    /// (never its events).
+    pub fn hold(&self, batch: SharedBatch) {
+        let SharedBatch { events, ack } = batch;
+        let n = events.len();
+        drop(events);
+        let mut w = self.0.lock().expect("remote write acks lock");
+        let seq = w.counted;
+        w.counted += 1;
+        if let Some(a) = ack {
+            w.acks.push_back((seq, n, a));
+        }
+    }
+
+    /// How many batches a snapshot taken now includes. Call it while
+    /// holding the store lock, so no batch is counted in between.
+    fn mark(&self) -> u64 {
+        self.0.lock().expect("remote write acks lock").counted
+    }
+
+    /// A push covering the first `covered` batches was accepted.
+    fn settle(&self, covered: u64) {
+        let mut w = self.0.lock().expect("remote write acks lock");
+        while w.acks.front().is_some_and(|(seq, _, _)| *seq < covered) {
+            if let Some((_, _, a)) = w.acks.pop_front() {
+                a.delivered();
+            }
+        }
+    }
+
+    /// Lets every waiting batch go undelivered; returns how many events
+    /// they held.
+    fn abandon(&self) -> usize {
+        let mut w = self.0.lock().expect("remote write acks lock");
+        w.acks.drain(..).map(|(_, n, _)| n).sum()
+    }
+}
+
+/// How one push ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Accepted,
+    /// The receiver refused it for good (4xx other than 429): resending the
+    /// same values would get the same answer.
+    Refused,
+    /// Retries ran out; the next push carries the values again.
+    Failed,
+    /// The grace period after a stop ended first.
+    Expired,
+}
+
+/// Attempts per push; the next interval's push carries the same values.
+const ATTEMPTS: u32 = 4;
+
 struct Pusher {
     cfg: RemoteWriteConfig,
     client: reqwest::Client,
     store: SharedStore,
+    awaiting: AwaitingPush,
+    shutdown: Shutdown,
     sink: String,
     ok: Counter,
     failed: Counter,
     samples: Counter,
+    undelivered: Counter,
 }
 
 impl Pusher {
     /// Sends the current values, retrying server errors a few times.
-    async fn push(&self) {
+    async fn push(&self, jitter: &mut Jitter) -> Pushed {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let req = {
+        let (req, covered) = {
             let store = self.store.lock().expect("metrics store lock");
-            snapshot(&store, &self.cfg.labels, ts)
+            (snapshot(&store, &self.cfg.labels, ts), self.awaiting.mark())
         };
         if req.timeseries.is_empty() {
-            return;
+            // What was counted made no series: nothing to deliver.
+            self.awaiting.settle(covered);
+            return Pushed::Accepted;
         }
         let n = req.timeseries.len() as u64;
         let body = encode(&req);
+        let url = crate::redact::url(&self.cfg.url);
         let mut backoff = Duration::from_millis(250);
-        for attempt in 1..=4 {
+        for attempt in 1..=ATTEMPTS {
             let mut r = self
                 .client
                 .post(&self.cfg.url)
                 .header("Content-Encoding", "snappy")
                 .header("Content-Type", "application/x-protobuf")
                 .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .header("User-Agent", concat!("weir/", env!("CARGO_PKG_VERSION")))
-                .timeout(self.cfg.timeout.0)
                 .body(body.clone());
             for (k, v) in &self.cfg.headers {
                 r = r.header(k, v);
@@ -240,46 +324,96 @@ impl Pusher {
             if let Some(t) = &self.cfg.bearer_token {
                 r = r.bearer_auth(t);
             }
-            let retry = match r.send().await {
+            let answer = tokio::select! {
+                a = r.send() => a,
+                _ = self.shutdown.expired() => return Pushed::Expired,
+            };
+            let retry_after = match answer {
                 Ok(resp) if resp.status().is_success() => {
                     self.ok.inc();
                     self.samples.add(n);
-                    return;
+                    self.awaiting.settle(covered);
+                    return Pushed::Accepted;
                 }
                 Ok(resp) => {
                     let status = resp.status();
+                    let after = crate::sink::http::retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
-                    let retry = status.is_server_error() || status.as_u16() == 429;
-                    tracing::warn!(sink = %self.sink, %status, body = %text.trim(), attempt, "remote write rejected");
-                    retry
+                    if !(status.is_server_error() || status.as_u16() == 429) {
+                        tracing::error!(sink = %self.sink, %status, body = %text.trim(), url = %url, "remote write refused the values; not resending them");
+                        self.failed.inc();
+                        self.awaiting.settle(covered);
+                        return Pushed::Refused;
+                    }
+                    tracing::warn!(sink = %self.sink, %status, body = %text.trim(), attempt, "remote write rejected; retrying");
+                    after
+                }
+                Err(e) if e.is_timeout() => {
+                    tracing::warn!(sink = %self.sink, url = %url, timeout = ?self.cfg.timeout.0, attempt, "remote write got no answer within the timeout");
+                    None
                 }
                 Err(e) => {
-                    tracing::warn!(sink = %self.sink, error = %e, attempt, "remote write failed");
-                    true
+                    let error = crate::redact::error(&e);
+                    tracing::warn!(sink = %self.sink, url = %url, error = %error, attempt, "cannot reach the remote write receiver");
+                    None
                 }
             };
-            if !retry {
+            if attempt == ATTEMPTS {
                 break;
             }
-            tokio::time::sleep(backoff).await;
+            let wait = jitter.up_to(backoff).max(retry_after.unwrap_or_default());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.expired() => return Pushed::Expired,
+            }
             backoff *= 2;
         }
         self.failed.inc();
+        Pushed::Failed
+    }
+
+    /// The last push, when the pipeline's inputs are done: it is the only
+    /// one left to deliver what was counted, so it is retried like a sink's
+    /// batch — until accepted, or until the grace period after a stop ends.
+    async fn last_push(&self, jitter: &mut Jitter) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match self.push(jitter).await {
+                Pushed::Accepted | Pushed::Refused => return,
+                Pushed::Expired => break,
+                Pushed::Failed => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(jitter.up_to(pause)) => {}
+                _ = self.shutdown.expired() => break,
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+        let events = self.awaiting.abandon();
+        if events > 0 {
+            self.undelivered.add(events as u64);
+            tracing::error!(sink = %self.sink, events, "remote write did not accept the final values before the grace period ended; the events they count stay unacknowledged (file sources read them again after a restart)");
+        }
     }
 }
 
 /// Starts pushing; send on the returned channel (or drop it) to make a last
-/// push and stop. The handle finishes after that last push.
+/// push and stop. The handle finishes after that last push. Batches held in
+/// `awaiting` are acknowledged as pushes that include them are accepted.
 pub fn start(
     cfg: RemoteWriteConfig,
     store: SharedStore,
+    awaiting: AwaitingPush,
     registry: &Registry,
     sink: &str,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    shutdown: Shutdown,
+) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
     let l = |outcome| [("sink", sink), ("outcome", outcome)];
     let pusher = Pusher {
-        client: reqwest::Client::builder().build().expect("HTTP client"),
+        client: crate::sink::http::client(cfg.timeout.0, None)?,
         store,
+        awaiting,
+        shutdown,
         sink: sink.to_string(),
         ok: registry.counter(
             "weir_remote_write_requests_total",
@@ -296,22 +430,26 @@ pub fn start(
             "Samples accepted by the remote write receiver.",
             &[("sink", sink)],
         ),
+        undelivered: crate::sink::SinkMetrics::undelivered(registry, sink),
         cfg,
     };
     let (tx, mut rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
+        let mut jitter = Jitter::new();
         let mut tick = tokio::time::interval(pusher.cfg.interval.0);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tokio::select! {
-                _ = tick.tick() => pusher.push().await,
+                _ = tick.tick() => {
+                    pusher.push(&mut jitter).await;
+                }
                 _ = &mut rx => break,
             }
         }
-        pusher.push().await;
+        pusher.last_push(&mut jitter).await;
     });
-    (tx, handle)
+    Ok((tx, handle))
 }
 
 #[cfg(test)]

@@ -51,3 +51,24 @@ pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let d = when.duration_since(jiff::Timestamp::now());
     Some(Duration::from_secs_f64(d.as_secs_f64().max(0.0)))
 }
+
+/// What to say when a request got no answer: a timeout says so, anything
+/// else is a server that cannot be reached. `shown_url` is already
+/// redacted; the client's own error text is stripped of the URL it quotes.
+pub fn request_error(
+    server: &str,
+    shown_url: &str,
+    e: &reqwest::Error,
+    timeout: Duration,
+) -> String {
+    if e.is_timeout() {
+        format!(
+            "{server} at {shown_url} did not answer within request_timeout ({timeout:?}); it may be overloaded or hung"
+        )
+    } else {
+        format!(
+            "cannot reach {server} at {shown_url}: {}",
+            crate::redact::error(e)
+        )
+    }
+}

@@ -8,8 +8,11 @@
 //! A sink that cannot deliver retries with exponential backoff and full
 //! jitter (honouring a server's `Retry-After`) until it succeeds, until
 //! `retry.max_duration` passes — then the sink may set the batch aside in its
-//! dead-letter file — or until the pipeline stops, in which case what was
-//! not delivered stays unacknowledged and is read again after a restart.
+//! dead-letter file — or, once the pipeline is stopping, until its grace
+//! period ends. Acknowledgement is positive (see `ack`): a batch is
+//! acknowledged only when it was delivered or set aside; whatever a sink
+//! lets go of otherwise stays unacknowledged, and a file source reads it
+//! again after a restart.
 
 pub mod console;
 pub mod dead_letter;
@@ -168,6 +171,16 @@ pub struct SinkMetrics {
 }
 
 impl SinkMetrics {
+    /// `weir_sink_undelivered_events_total` of sink `name`, for parts of a
+    /// sink that are not driven by [`drive`] (remote write).
+    pub fn undelivered(registry: &Registry, name: &str) -> Counter {
+        registry.counter(
+            "weir_sink_undelivered_events_total",
+            "Events a sink let go of undelivered: the grace period ended, or retries ran out with no dead-letter file (left unacknowledged: file sources read them again after a restart).",
+            &[("sink", name)],
+        )
+    }
+
     pub fn new(registry: &Registry, name: &str) -> Self {
         let l = [("sink", name)];
         SinkMetrics {
@@ -183,11 +196,7 @@ impl SinkMetrics {
                 &l,
             ),
             retries: registry.counter("weir_sink_retries_total", "Delivery attempts that were retries, by sink.", &l),
-            undelivered: registry.counter(
-                "weir_sink_undelivered_events_total",
-                "Events a sink could not deliver before weir stopped (left unacknowledged: file sources read them again after a restart).",
-                &l,
-            ),
+            undelivered: Self::undelivered(registry, name),
             given_up: registry.counter(
                 "weir_sink_given_up_events_total",
                 "Events whose delivery was abandoned after retry.max_duration (dead-lettered where the sink can), by sink.",
@@ -197,7 +206,45 @@ impl SinkMetrics {
     }
 }
 
-/// Runs a sink until its inputs close, then delivers what is left.
+/// The batches a sink has encoded and not yet delivered.
+#[derive(Default)]
+struct Held {
+    batches: Vec<SharedBatch>,
+    events: usize,
+    bytes: usize,
+}
+
+impl Held {
+    /// Delivered (or set aside): every batch is acknowledged.
+    fn settle(&mut self) {
+        for b in self.batches.drain(..) {
+            b.delivered();
+        }
+        (self.events, self.bytes) = (0, 0);
+    }
+
+    /// Not delivered: the batches are let go without an acknowledgement, so
+    /// their sources never checkpoint past them.
+    fn abandon(&mut self) {
+        self.batches.clear();
+        (self.events, self.bytes) = (0, 0);
+    }
+}
+
+/// How one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Delivered, or dead-lettered after `retry.max_duration`.
+    Done,
+    /// Given up after `retry.max_duration` with nowhere to set it aside.
+    Abandoned,
+    /// The grace period after a stop ran out first.
+    Expired,
+}
+
+/// Runs a sink until its inputs close, then delivers what is left; or,
+/// once a stop was asked for, until the grace period ends, leaving what
+/// it could not deliver unacknowledged.
 pub async fn drive<S: Sink>(
     name: String,
     mut sink: S,
@@ -207,47 +254,47 @@ pub async fn drive<S: Sink>(
     metrics: SinkMetrics,
     shutdown: Shutdown,
 ) {
+    let r = Retrying {
+        name: &name,
+        retry: &retry,
+        metrics: &metrics,
+        shutdown: &shutdown,
+    };
     let mut jitter = Jitter::new();
-    let mut held: Vec<SharedBatch> = Vec::new();
-    let (mut events, mut bytes) = (0usize, 0usize);
+    let mut held = Held::default();
     let mut deadline: Option<Instant> = None;
     loop {
-        let full = events >= batch.max_events || bytes as u64 >= batch.max_bytes.0;
+        let full = held.events >= batch.max_events || held.bytes as u64 >= batch.max_bytes.0;
         let due = deadline.is_some_and(|d| Instant::now() >= d);
-        if !held.is_empty() && (full || due) {
-            let r = Retrying {
-                name: &name,
-                retry: &retry,
-                metrics: &metrics,
-                shutdown: &shutdown,
-            };
-            deliver(r, &mut sink, &mut held, &mut jitter, events, bytes).await;
-            (events, bytes, deadline) = (0, 0, None);
+        if !held.batches.is_empty() && (full || due) {
+            deadline = None;
+            if deliver(&r, &mut sink, &mut held, &mut jitter).await == Delivery::Expired {
+                return r.expire(held, input);
+            }
             continue;
         }
-        let next = match deadline {
-            Some(d) => tokio::select! {
-                b = input.recv() => b,
-                _ = tokio::time::sleep_until(d) => continue,
-            },
-            None => input.recv().await,
+        let next = tokio::select! {
+            b = input.recv() => b,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => continue,
+            _ = shutdown.expired() => return r.expire(held, input),
         };
         let Some(b) = next else { break };
-        for e in &b.events {
-            bytes += sink.encode(e);
+        if b.events.is_empty() {
+            // Nothing to deliver (a filter kept none of it): done already.
+            b.delivered();
+            continue;
         }
-        events += b.events.len();
-        held.push(b);
+        for e in b.events.iter() {
+            held.bytes += sink.encode(e);
+        }
+        held.events += b.events.len();
+        held.batches.push(b);
         deadline.get_or_insert_with(|| Instant::now() + batch.timeout.0);
     }
-    if !held.is_empty() {
-        let r = Retrying {
-            name: &name,
-            retry: &retry,
-            metrics: &metrics,
-            shutdown: &shutdown,
-        };
-        deliver(r, &mut sink, &mut held, &mut jitter, events, bytes).await;
+    if !held.batches.is_empty()
+        && deliver(&r, &mut sink, &mut held, &mut jitter).await == Delivery::Expired
+    {
+        r.expire(held, input);
     }
 }
 
@@ -258,38 +305,60 @@ struct Retrying<'a> {
     shutdown: &'a Shutdown,
 }
 
+impl Retrying<'_> {
+    /// The grace period is over: what the sink holds and what waits in its
+    /// input is let go unacknowledged, and counted.
+    fn expire(&self, mut held: Held, mut input: mpsc::Receiver<SharedBatch>) {
+        let mut events = held.events;
+        held.abandon();
+        input.close();
+        while let Ok(b) = input.try_recv() {
+            events += b.events.len();
+        }
+        if events > 0 {
+            self.metrics.undelivered.add(events as u64);
+            tracing::error!(
+                sink = self.name,
+                events,
+                "the grace period ended before these events were delivered; they stay unacknowledged (file sources read them again after a restart)"
+            );
+        }
+    }
+}
+
+/// Delivers the held batches, retrying until they are delivered, until
+/// `retry.max_duration`, or until the grace period after a stop runs out.
+/// A stop does not cut retries short: they go on within the grace period.
 async fn deliver<S: Sink>(
-    r: Retrying<'_>,
+    r: &Retrying<'_>,
     sink: &mut S,
-    held: &mut Vec<SharedBatch>,
+    held: &mut Held,
     jitter: &mut Jitter,
-    events: usize,
-    bytes: usize,
-) {
-    let name = r.name;
+) -> Delivery {
+    let (name, events) = (r.name, held.events);
     let started = Instant::now();
     let mut backoff = r.retry.initial_backoff.0;
     let mut attempt = 0u32;
+    let mut woken_by_stop = r.shutdown.is_triggered();
     loop {
         if attempt > 0 {
             r.metrics.retries.inc();
         }
         attempt += 1;
-        let e = match sink.deliver().await {
+        let result = tokio::select! {
+            res = sink.deliver() => res,
+            _ = r.shutdown.expired() => return Delivery::Expired,
+        };
+        let e = match result {
             Ok(()) => {
                 r.metrics.events_out.add(events as u64);
-                r.metrics.bytes_out.add(bytes as u64);
-                break;
+                r.metrics.bytes_out.add(held.bytes as u64);
+                held.settle();
+                return Delivery::Done;
             }
             Err(e) => e,
         };
         r.metrics.errors.inc();
-        if r.shutdown.is_triggered() {
-            tracing::error!(sink = name, error = %e.message, events, "delivery failed while stopping; these events stay unacknowledged and are read again after a restart");
-            r.metrics.undelivered.add(events as u64);
-            fail(held);
-            break;
-        }
         if r.retry
             .max_duration
             .is_some_and(|m| started.elapsed() >= m.0)
@@ -298,33 +367,30 @@ async fn deliver<S: Sink>(
             r.metrics.given_up.add(events as u64);
             if sink.give_up(&reason) {
                 tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch is in the dead-letter file");
-            } else {
-                tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch stays unacknowledged");
-                r.metrics.undelivered.add(events as u64);
-                fail(held);
+                held.settle();
+                return Delivery::Done;
             }
-            break;
+            tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch stays unacknowledged (file sources read it again after a restart)");
+            r.metrics.undelivered.add(events as u64);
+            held.abandon();
+            return Delivery::Abandoned;
         }
         let mut wait = jitter.up_to(backoff);
         if let Some(after) = e.retry_after {
             wait = wait.max(after);
         }
-        tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed; retrying");
+        if r.shutdown.is_triggered() {
+            tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed while stopping; retrying until the grace period ends");
+        } else {
+            tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed; retrying");
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = r.shutdown.wait() => {}
+            // A stop retries once at once rather than sleep out a long backoff.
+            _ = r.shutdown.wait(), if !woken_by_stop => woken_by_stop = true,
+            _ = r.shutdown.expired() => return Delivery::Expired,
         }
         backoff = (backoff * 2).min(r.retry.max_backoff.0);
-    }
-    // Dropping the batches acknowledges them (unless failed above).
-    held.clear();
-}
-
-fn fail(held: &[SharedBatch]) {
-    for b in held {
-        if let Some(ack) = &b.ack {
-            ack.fail();
-        }
     }
 }
 

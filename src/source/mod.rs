@@ -38,8 +38,6 @@ pub struct SourceContext {
     pub once: bool,
     pub registry: Registry,
     pub data_dir: PathBuf,
-    /// How long to wait, at the end, for sinks to acknowledge what was sent.
-    pub grace_period: std::time::Duration,
 }
 
 /// Frames → events, with the counters of one source.
@@ -115,7 +113,7 @@ impl LineDecoder {
 pub fn flush(
     output: &Fanout,
     events: &mut Vec<Event>,
-    ack: Option<std::sync::Arc<crate::ack::AckNotifier>>,
+    ack: Option<crate::ack::Ack>,
 ) -> Result<(), crate::topology::fanout::Closed> {
     if events.is_empty() && ack.is_none() {
         return Ok(());

@@ -34,6 +34,10 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// How long after the grace period the topology still waits for its
+/// components to let go of what they hold.
+const GRACE_BACKSTOP: Duration = Duration::from_secs(1);
+
 /// Starts the pipeline and runs it to the end. `shutdown` stops it.
 pub async fn run(
     pipeline: &Pipeline,
@@ -70,16 +74,25 @@ pub async fn run(
                     Err(e) => return Outcome::Failed(format!("sink {}: {}", c.name, e.message)),
                 };
                 registry.add_render(derived.store.clone());
-                let pusher = cfg.remote_write.clone().map(|rw| {
-                    crate::metrics::remote_write::start(
+                let mut pusher = None;
+                let mut awaiting = None;
+                if let Some(rw) = cfg.remote_write.clone() {
+                    let waiting = crate::metrics::remote_write::AwaitingPush::default();
+                    match crate::metrics::remote_write::start(
                         rw,
                         derived.store.clone(),
+                        waiting.clone(),
                         registry,
                         &c.name,
-                    )
-                });
+                        stop,
+                    ) {
+                        Ok(p) => pusher = Some(p),
+                        Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
+                    }
+                    awaiting = Some(waiting);
+                }
                 tokio::spawn(async move {
-                    crate::metrics::run(derived, rx).await;
+                    crate::metrics::run(derived, rx, awaiting).await;
                     if let Some((stop, done)) = pusher {
                         let _ = stop.send(());
                         let _ = done.await;
@@ -149,7 +162,7 @@ pub async fn run(
                 stop,
             )),
         };
-        sinks.push(handle);
+        sinks.push((c.name.clone(), handle));
     }
 
     let mut transforms = Vec::new();
@@ -174,7 +187,6 @@ pub async fn run(
             once,
             registry: registry.clone(),
             data_dir: pipeline.data_dir.clone(),
-            grace_period: pipeline.grace_period,
         };
         let kind = c.kind.clone();
         let done = done_tx.clone();
@@ -224,19 +236,28 @@ pub async fn run(
         for t in transforms {
             let _ = t.await;
         }
-        for s in sinks {
-            let _ = s.await;
+        let mut crashed = None;
+        for (name, s) in sinks {
+            if let Err(e) = s.await {
+                // Its batches were dropped unacknowledged: not lost, read
+                // again after a restart.
+                tracing::error!(sink = %name, error = %e, "sink task failed; what it held stays unacknowledged");
+                crashed.get_or_insert(format!("sink {name} failed: {e}"));
+            }
         }
+        crashed
     };
-    // The grace period starts when a stop is asked for, whenever that is.
+    // Sinks stop by themselves when the grace period ends, leaving what they
+    // could not deliver unacknowledged; this only backs that up.
     let deadline = async {
-        shutdown.wait().await;
-        tokio::time::sleep(pipeline.grace_period).await;
+        shutdown.expired().await;
+        tokio::time::sleep(GRACE_BACKSTOP).await;
     };
-    let drained = tokio::select! {
-        _ = drain => true,
-        _ = deadline => false,
+    let (drained, crashed) = tokio::select! {
+        c = drain => (true, c),
+        _ = deadline => (false, None),
     };
+    let failure = failure.or(crashed);
     if let Some(p) = progress {
         p.abort();
     }

@@ -19,8 +19,9 @@ pub struct FilterConfig {
     pub condition: ConditionConfig,
 }
 
-/// Keeps the events that match the condition. Dropped events count as
-/// delivered: their bytes may be checkpointed.
+/// Keeps the events that match the condition. Removed events count as
+/// delivered: the batch's acknowledgement travels on with what is left, so
+/// their bytes may be checkpointed once the rest is delivered.
 pub struct Filter {
     condition: Condition,
     discarded: Counter,
@@ -49,8 +50,7 @@ impl Filter {
 /// Runs a transform until its inputs close.
 pub async fn run(mut filter: Filter, mut input: mpsc::Receiver<SharedBatch>, output: Fanout) {
     while let Some(shared) = input.recv().await {
-        let batch = std::sync::Arc::unwrap_or_clone(shared);
-        let out = filter.apply(batch);
+        let out = filter.apply(shared.into_batch());
         if output.send(out).await.is_err() {
             break;
         }

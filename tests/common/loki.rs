@@ -96,7 +96,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 
 #[path = "http_server.rs"]
-mod http_server;
+pub mod http_server;
 
 use http_server::{Request, Response, Server};
 

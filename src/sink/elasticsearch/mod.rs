@@ -69,6 +69,8 @@ pub struct ElasticsearchSink {
     cfg: ElasticsearchConfig,
     client: reqwest::Client,
     url: String,
+    /// `url` as weir prints it: without a password.
+    shown_url: String,
     id_rule: IdRule,
     index_has_fields: Option<Template>,
     index_cache: Option<(i64, String)>,
@@ -96,6 +98,7 @@ impl ElasticsearchSink {
         Ok(ElasticsearchSink {
             sink: sink.to_string(),
             client: super::http::client(cfg.request_timeout.0, cfg.tls.as_ref())?,
+            shown_url: crate::redact::url(&url).into_owned(),
             url,
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
@@ -243,7 +246,7 @@ impl ElasticsearchSink {
         }
         m.insert("error_type".into(), kind.into());
         m.insert("reason".into(), reason.into());
-        m.insert("destination".into(), self.url.clone().into());
+        m.insert("destination".into(), self.shown_url.clone().into());
         m.insert("index".into(), d.index.clone().into());
         if let Some(id) = &d.id {
             m.insert("id".into(), id.clone().into());
@@ -424,7 +427,12 @@ impl Sink for ElasticsearchSink {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| {
-            DeliveryError::from(format!("cannot reach Elasticsearch at {}: {e}", self.url))
+            DeliveryError::from(super::http::request_error(
+                "Elasticsearch",
+                &self.shown_url,
+                &e,
+                self.cfg.request_timeout.0,
+            ))
         })?;
         let status = resp.status();
         let after = super::http::retry_after(resp.headers());

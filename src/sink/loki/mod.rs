@@ -82,6 +82,8 @@ pub struct LokiSink {
     sink: String,
     client: reqwest::Client,
     url: String,
+    /// `url` as weir prints it: without a password.
+    shown_url: String,
     cfg: LokiConfig,
     labels: Pairs,
     metadata: Pairs,
@@ -151,6 +153,7 @@ impl LokiSink {
         Ok(LokiSink {
             sink: sink.to_string(),
             client,
+            shown_url: crate::redact::url(&url).into_owned(),
             url,
             cfg: cfg.clone(),
             labels,
@@ -432,7 +435,7 @@ impl LokiSink {
             m.insert("status".into(), status.into());
         }
         m.insert("reason".into(), reason.into());
-        m.insert("destination".into(), self.url.clone().into());
+        m.insert("destination".into(), self.shown_url.clone().into());
         m.insert("stream".into(), s.key.clone().into());
         if !e.metadata.is_empty() {
             m.insert(
@@ -532,7 +535,15 @@ impl LokiSink {
         let (status, after, text) = match answer {
             Err(e) => {
                 self.metrics.request("error");
-                errors.push(format!("cannot reach Loki at {}: {e}", self.url).into());
+                errors.push(
+                    super::http::request_error(
+                        "Loki",
+                        &self.shown_url,
+                        &e,
+                        self.cfg.request_timeout.0,
+                    )
+                    .into(),
+                );
                 return Ok(false);
             }
             Ok(a) => a,
@@ -567,7 +578,7 @@ impl LokiSink {
             }
             401 | 403 | 404 | 405 => {
                 errors.push(DeliveryError {
-                    message: format!("Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials", self.url, text.trim()),
+                    message: format!("Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials", self.shown_url, text.trim()),
                     retry_after: after,
                 });
                 Ok(false)

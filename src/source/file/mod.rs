@@ -32,7 +32,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
@@ -43,7 +43,7 @@ use super::fingerprint::{self, Fingerprint, Probe};
 use super::lines::{Framer, Line, Oversize};
 use super::multiline::{Joiner, MultilineConfig};
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
-use crate::ack::{AckNotifier, AckToken, AckTracker, StreamId};
+use crate::ack::{Ack, AckTracker, Settlement, StreamId};
 use crate::config::units::{ByteSize, Dur};
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
@@ -192,7 +192,7 @@ struct Tailer {
     globs: Globs,
     lines: LineDecoder,
     metrics: FileMetrics,
-    ack_tx: Option<mpsc::Sender<AckToken>>,
+    ack_tx: Option<mpsc::Sender<Settlement>>,
     tracker: AckTracker,
     streams: HashMap<StreamId, StreamInfo>,
     checkpoints: Option<Checkpoints>,
@@ -291,8 +291,8 @@ pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
     let mut next_scan = Instant::now();
     let mut round_start = Instant::now();
     while !t.ctx.shutdown.is_triggered() {
-        while let Ok(token) = ack_rx.try_recv() {
-            t.acknowledged(token);
+        while let Ok(s) = ack_rx.try_recv() {
+            t.settled(s);
         }
         t.maybe_checkpoint(false);
         if (t.first_scan || !t.ctx.once) && Instant::now() >= next_scan {
@@ -364,9 +364,19 @@ impl Tailer {
         id
     }
 
-    /// Applies a sink acknowledgement to the checkpoints.
-    fn acknowledged(&mut self, token: AckToken) {
-        let Some(offset) = self.tracker.acked(token) else {
+    /// Applies what the sinks reported on a batch to the checkpoints.
+    fn settled(&mut self, s: Settlement) {
+        let token = s.token;
+        let moved = self.tracker.settled(s);
+        if !s.delivered {
+            let path = self.streams.get(&token.stream).map(|i| i.path.clone());
+            if let Some(path) = path
+                && self.warn_once(format!("lost:{}", token.stream))
+            {
+                tracing::warn!(source = %self.ctx.name, path = %path.display(), offset = token.end_offset, "a batch of this file was not delivered; its checkpoint stays before it for the rest of this run, so a restart reads it again");
+            }
+        }
+        let Some(offset) = moved else {
             return;
         };
         let (Some(cp), Some(info)) = (self.checkpoints.as_mut(), self.streams.get(&token.stream))
@@ -411,22 +421,35 @@ impl Tailer {
     }
 
     /// Stops sending, waits for the sinks to settle what was sent, writes
-    /// the final checkpoints.
-    fn finish(mut self, ack_rx: mpsc::Receiver<AckToken>) -> Result<(), String> {
+    /// the final checkpoints. The wait has no end of its own at the end of a
+    /// `--once` replay; once a stop is asked for, it ends with the grace
+    /// period (sinks let go of what they hold then, which ends it anyway).
+    fn finish(mut self, ack_rx: mpsc::Receiver<Settlement>) -> Result<(), String> {
         self.ctx.output = Fanout::default();
         self.ack_tx = None;
         self.files.clear();
         self.metrics.open.set(0);
-        let deadline = Instant::now() + self.ctx.grace_period;
         loop {
-            match ack_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(token) => self.acknowledged(token),
+            let wait = match self.ctx.shutdown.deadline() {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_millis(100),
+            };
+            match ack_rx.recv_timeout(wait) {
+                Ok(s) => self.settled(s),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if self.ctx.shutdown.deadline().is_none() => {
+                    // Periodic checkpoints go on while a replay is delivered.
+                    self.maybe_checkpoint(false);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    tracing::warn!(source = %self.ctx.name, "sinks did not settle within the grace period; checkpointing what they acknowledged");
+                    tracing::warn!(source = %self.ctx.name, "sinks did not settle within the grace period; checkpointing only what they delivered");
                     break;
                 }
             }
+        }
+        let lost: u64 = self.streams.keys().map(|s| self.tracker.lost(*s)).sum();
+        if lost > 0 {
+            tracing::warn!(source = %self.ctx.name, batches = lost, "some batches were not delivered; the checkpoints stay before them, so a restart reads them again");
         }
         self.maybe_checkpoint(true);
         Ok(())
@@ -845,8 +868,11 @@ impl Tailer {
         let Some(tx) = self.ack_tx.clone() else {
             return Err(Closed);
         };
-        let ack = Arc::new(AckNotifier::new(token, tx));
-        flush(&self.ctx.output, &mut self.events, Some(ack))
+        flush(
+            &self.ctx.output,
+            &mut self.events,
+            Some(Ack::new(token, tx)),
+        )
     }
 
     /// Closes files whose name went away and that are read to the end
