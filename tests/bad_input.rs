@@ -253,3 +253,98 @@ fn a_full_disk_loses_nothing() {
     );
     assert_eq!(s.output_lines().len(), 100);
 }
+
+/// A tmpfs mounted for one test, unmounted when it ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `dir`, or says why it cannot.
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_up_and_frees_space_gets_every_line_once() {
+    let s = Scratch::new();
+    // Needs a small file system of its own: a tmpfs, which needs root.
+    let disk = match Tmpfs::mount(&s.path("disk"), "2m") {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs to fill up ({why})");
+            return;
+        }
+    };
+    const LINES: usize = 20_000;
+    let line = |i: usize| format!("{{\"n\": {i}, \"pad\": \"{}\"}}\n", "p".repeat(40));
+    s.write("logs/app.log", (0..LINES).map(line).collect::<String>());
+    // A filler leaves room for a few batches only (the output is ~1.2 MB).
+    let filler = disk.0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0usize;
+        while written < (2 << 20) - (256 << 10) {
+            use std::io::Write;
+            f.write_all(&chunk).unwrap();
+            written += chunk.len();
+        }
+    }
+    let out = disk.0.join("out.ndjson");
+    let p = pipeline(
+        &s,
+        "fill.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  app:\n    type: file\n    include: ['{}/*.log']\n    read_from: beginning\nsinks:\n  out: {{type: file, inputs: [app], path: '{}', batch: {{max_events: 1000, timeout: 100ms}}}}\n",
+            s.path("logs").display(),
+            out.display()
+        ),
+    );
+    let w = Running::start({
+        let mut c = s.weir(&["run", &p, "--once"]);
+        c.stdin(Stdio::null());
+        c
+    });
+    w.wait_for_log(
+        "No space left on device",
+        std::time::Duration::from_secs(60),
+    );
+    // Space returns.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, stderr) = w.wait(std::time::Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.ends_with('\n'), "the output ends torn");
+    let mut seen = vec![0u32; LINES];
+    for l in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}"));
+        seen[v["n"].as_u64().unwrap() as usize] += 1;
+    }
+    let twice = seen.iter().filter(|&&n| n > 1).count();
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    assert_eq!(
+        (twice, missing),
+        (0, 0),
+        "{} lines written for {LINES}",
+        text.lines().count()
+    );
+}

@@ -325,3 +325,88 @@ fn remote_write_reaches_victoria_metrics() {
         "VictoriaMetrics has\n{got:#?}\nexpected\n{want:#?}"
     );
 }
+
+#[test]
+fn a_flood_of_llm_models_stays_within_max_series() {
+    const MODELS: usize = 50_000;
+    const MAX: usize = 100;
+    let s = Scratch::new();
+    let mut lines = String::new();
+    for i in 0..MODELS {
+        lines.push_str(&format!(
+            "{{\"timestamp\":\"2026-11-25T12:00:00Z\",\"event\":\"llm_call\",\"model\":\"m-{i}\",\"prompt_tokens\":3,\"completion_tokens\":4}}\n"
+        ));
+    }
+    s.write("logs/app.log", &lines);
+    let p = pipeline(
+        &s,
+        "costs.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  app:\n    type: file\n    include: ['{}/*.log']\n    read_from: beginning\n    decode: {{codec: json, timestamp: {{field: timestamp}}}}\nsinks:\n  m:\n    type: metrics\n    inputs: [app]\n    max_series: {MAX}\n    costs:\n      when: {{field: event, equals: llm_call}}\n",
+            s.path("logs").display()
+        ),
+    );
+    let out = s
+        .weir(&["run", &p, "--once", "--metrics-file", "m.prom"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let prom = read(&s.path("m.prom"));
+    let series = |name: &str| {
+        prom.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .collect::<Vec<_>>()
+    };
+    let costs = series("llm_costs_total_usd");
+    let tokens = series("llm_tokens_used_total");
+    assert!(costs.len() <= MAX + 1, "{} cost series", costs.len());
+    assert!(tokens.len() <= MAX + 1, "{} token series", tokens.len());
+    assert!(
+        costs.iter().any(|l| l
+            .starts_with(r#"llm_costs_total_usd{model="__overflow__",provider="__overflow__"}"#)),
+        "{costs:?}"
+    );
+    // The overflow series carries the rest: every token is still counted.
+    let total: f64 = tokens
+        .iter()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, (MODELS * 7) as f64);
+    // One cost series per model fits MAX models; a model takes two token series.
+    assert_eq!(
+        metric(
+            &prom,
+            r#"weir_metric_overflow_samples_total{metric="llm_costs_total_usd"}"#
+        ),
+        Some((MODELS - MAX) as f64)
+    );
+    assert_eq!(
+        metric(
+            &prom,
+            r#"weir_metric_overflow_samples_total{metric="llm_tokens_used_total"}"#
+        ),
+        Some((2 * (MODELS - MAX / 2)) as f64)
+    );
+    assert_eq!(
+        metric(&prom, r#"weir_llm_unpriced_events_total{sink="m"}"#),
+        Some(MODELS as f64)
+    );
+    // A few models are named, then one summary; each full family is warned about once.
+    assert_eq!(
+        stderr.matches("has no price in the cost table").count(),
+        10,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("more models have no price").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("metric reached max_series").count(),
+        2,
+        "{stderr}"
+    );
+}

@@ -7,7 +7,17 @@
 //! `llm_daily_budget_remaining_usd{date}` and `llm_daily_budget_usd`.
 //! A replay of last week's logs books last week's days; days older than
 //! `keep_days` before the newest day seen are dropped. A model missing from
-//! the table is counted under its own name at cost 0, with a warning once.
+//! the table is counted under its own name at cost 0 and in
+//! `weir_llm_unpriced_events_total`.
+//!
+//! Bounded like every metric: each cost family holds at most `max_series`
+//! series (the sink's, unless `costs.max_series` says otherwise); past it,
+//! new models (or dates) are booked to the `__overflow__` series, so totals
+//! stay right while memory stays flat. The store counts those samples and
+//! [`super::Derived`] reports them. Unpriced models are named in a warning
+//! for the first [`UNPRICED_WARNINGS`] only, then one warning says there are
+//! more; nothing here remembers every model it has seen. What this module
+//! does not do: fetch prices, or keep costs across restarts.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -64,6 +74,8 @@ pub struct CostConfig {
     #[serde(default = "keep_days")]
     pub keep_days: u32,
     pub daily_budget_usd: Option<f64>,
+    /// Bound on the series of each cost metric (default: the sink's `max_series`).
+    pub max_series: Option<usize>,
 }
 
 fn model_field() -> String {
@@ -81,6 +93,10 @@ fn utc() -> String {
 fn keep_days() -> u32 {
     7
 }
+
+/// How many distinct unpriced models are named in a warning each; past
+/// them, one more warning says there are others.
+pub const UNPRICED_WARNINGS: usize = 10;
 
 /// A configuration problem, with its key.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,16 +123,23 @@ pub struct Costs {
     /// Day number (days since the epoch, in the zone) → date text.
     newest_day: Option<i64>,
     day_cache: Option<(i64, i64, String)>,
+    /// Unpriced models already named in a warning (at most [`UNPRICED_WARNINGS`]).
     warned: HashSet<String>,
+    /// Whether the "more unpriced models" warning was given.
+    warned_more: bool,
     unpriced: Counter,
 }
 
 impl CostConfig {
+    /// Checks the block and registers its families in `store`, each bounded
+    /// by `max_series` unless the block sets its own.
     pub fn compile<S: std::hash::BuildHasher + Clone>(
         &self,
         store: &mut Store<S>,
+        default_max_series: usize,
         unpriced: Counter,
     ) -> Result<Costs, CostError> {
+        let max_series = self.max_series.unwrap_or(default_max_series);
         let when = match &self.when {
             None => None,
             Some(c) => Some(c.compile().map_err(|e| {
@@ -150,8 +173,14 @@ impl CostConfig {
         prices.extend(self.prices.clone());
         let l = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let fam = |store: &mut Store<S>, name: &str, help: &str, kind: Kind, labels: &[&str]| {
+            // A family without labels has one series: nothing to bound.
+            let max = if labels.is_empty() {
+                usize::MAX
+            } else {
+                max_series
+            };
             store
-                .family(name, help, kind, &l(labels), usize::MAX)
+                .family(name, help, kind, &l(labels), max)
                 .map_err(|m| CostError {
                     path: vec![],
                     message: m,
@@ -205,6 +234,7 @@ impl CostConfig {
             newest_day: None,
             day_cache: None,
             warned: HashSet::new(),
+            warned_more: false,
             unpriced,
         })
     }
@@ -242,12 +272,12 @@ impl Costs {
         (day, date.strftime("%Y-%m-%d").to_string())
     }
 
-    /// Books one event; returns whether it was an LLM call.
     /// The condition, for callers that index by field value.
     pub fn when(&self) -> Option<&Condition> {
         self.when.as_ref()
     }
 
+    /// Books one event; returns whether it was an LLM call.
     pub fn apply<S: std::hash::BuildHasher + Clone>(
         &mut self,
         event: &Event,
@@ -297,9 +327,7 @@ impl Costs {
             ),
             None => {
                 self.unpriced.inc();
-                if self.warned.insert(model.clone()) {
-                    tracing::warn!(model = %model, "model has no price in the cost table; its tokens are counted at cost 0 (add it under costs.prices)");
-                }
+                self.warn_unpriced(&model);
                 let provider = self
                     .provider_field
                     .as_ref()
@@ -329,6 +357,23 @@ impl Costs {
         true
     }
 
+    /// Names an unpriced model in a warning, for the first few models only.
+    fn warn_unpriced(&mut self, model: &str) {
+        if self.warned_more || self.warned.contains(model) {
+            return;
+        }
+        if self.warned.len() < UNPRICED_WARNINGS {
+            self.warned.insert(model.to_string());
+            tracing::warn!(model = %model, "model has no price in the cost table; its tokens are counted at cost 0 (add it under costs.prices)");
+        } else {
+            self.warned_more = true;
+            tracing::warn!(
+                named = UNPRICED_WARNINGS,
+                "more models have no price in the cost table; they are not named one by one, their events are counted in weir_llm_unpriced_events_total at cost 0"
+            );
+        }
+    }
+
     /// Drops days older than `keep_days` before `newest`.
     fn expire<S: std::hash::BuildHasher + Clone>(&mut self, store: &mut Store<S>, newest: i64) {
         let oldest = newest - self.keep_days;
@@ -352,7 +397,7 @@ mod tests {
             .unwrap()
             .deserialize::<CostConfig>()
             .unwrap()
-            .compile(store, Counter::default())
+            .compile(store, 10_000, Counter::default())
             .unwrap()
     }
 
@@ -425,7 +470,7 @@ mod tests {
         let mut st = Store::default();
         let unpriced = Counter::default();
         let cfg: CostConfig = crate::config::node::Node::parse("provider_field: provider\nprices: {my-model: {prompt: 1, completion: 2, provider: acme}}\n").unwrap().deserialize().unwrap();
-        let mut c = cfg.compile(&mut st, unpriced.clone()).unwrap();
+        let mut c = cfg.compile(&mut st, 10_000, unpriced.clone()).unwrap();
         let mut k = String::new();
         c.apply(&ev(r#"{"model":"glm-4-flash","provider":"zhipu","prompt_tokens":10,"completion_tokens":5}"#), &mut st, &mut k);
         c.apply(
@@ -470,5 +515,87 @@ mod tests {
             out.contains("llm_daily_costs_usd{date=\"2026-11-24\"}"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_flood_of_models_stays_within_max_series_and_keeps_the_totals() {
+        const MODELS: usize = 100_000;
+        const MAX: usize = 100;
+        let mut st = Store::default();
+        let unpriced = Counter::default();
+        let cfg: CostConfig = crate::config::node::Node::parse("daily_budget_usd: 10\n")
+            .unwrap()
+            .deserialize()
+            .unwrap();
+        let mut c = cfg.compile(&mut st, MAX, unpriced.clone()).unwrap();
+        let mut k = String::new();
+        // Every model unpriced but one (gpt-4: 0.03 per 1K prompt tokens),
+        // which comes last, when the families are long full.
+        for i in 0..MODELS {
+            let line = format!(
+                r#"{{"timestamp":"2026-11-25T12:00:00Z","model":"m-{i}","prompt_tokens":3,"completion_tokens":4}}"#
+            );
+            c.apply(&ev(&line), &mut st, &mut k);
+        }
+        c.apply(&ev(r#"{"timestamp":"2026-11-25T12:00:00Z","model":"gpt-4","prompt_tokens":1000,"completion_tokens":0}"#), &mut st, &mut k);
+
+        for fam in [c.tokens, c.cost] {
+            let f = &st.families[fam];
+            assert!(
+                f.series.len() <= MAX + 1,
+                "{}: {} series",
+                f.name,
+                f.series.len()
+            );
+            assert!(f.overflowed > 0, "{}", f.name);
+            let overflow = f
+                .series
+                .iter()
+                .filter(|s| {
+                    s.labels
+                        .iter()
+                        .all(|l| &**l == super::super::store::OVERFLOW)
+                })
+                .count();
+            assert_eq!(overflow, 1, "{}", f.name);
+        }
+        // Nothing is lost: the overflow series carries what did not fit.
+        let total = |fam: FamilyId| st.families[fam].series.iter().map(|s| s.value).sum::<f64>();
+        assert_eq!(total(c.tokens), (MODELS * 7 + 1000) as f64);
+        let cost = total(c.cost);
+        assert!((cost - 0.03).abs() < 1e-12, "{cost}");
+        let out = render(&st);
+        assert!(
+            out.contains(
+                "llm_costs_total_usd{model=\"__overflow__\",provider=\"__overflow__\"} 0.03\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("llm_daily_costs_usd{date=\"2026-11-25\"} 0.03\n"),
+            "{out}"
+        );
+        assert!(out.contains("llm_daily_budget_usd 10\n"), "{out}");
+        // Every unpriced event is counted; only a few models are remembered.
+        assert_eq!(unpriced.get(), MODELS as u64);
+        assert_eq!(c.warned.len(), UNPRICED_WARNINGS);
+        assert!(c.warned_more);
+    }
+
+    #[test]
+    fn costs_max_series_overrides_the_sinks() {
+        let mut st = Store::default();
+        let cfg: CostConfig = crate::config::node::Node::parse("max_series: 3\n")
+            .unwrap()
+            .deserialize()
+            .unwrap();
+        let mut c = cfg.compile(&mut st, 10_000, Counter::default()).unwrap();
+        let mut k = String::new();
+        for m in ["a", "b", "c", "d", "e"] {
+            let line = format!(r#"{{"model":"{m}","prompt_tokens":1,"completion_tokens":1}}"#);
+            c.apply(&ev(&line), &mut st, &mut k);
+        }
+        assert_eq!(st.families[c.cost].series.len(), 4);
+        assert_eq!(st.families[c.cost].overflowed, 2);
     }
 }

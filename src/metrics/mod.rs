@@ -132,14 +132,17 @@ impl MetricsConfig {
         );
         let costs = match &self.costs {
             None => None,
-            Some(c) => Some(c.compile(&mut store, unpriced).map_err(|e| {
-                let mut path = vec!["costs".to_string()];
-                path.extend(e.path);
-                MetricsConfigError {
-                    path,
-                    message: e.message,
-                }
-            })?),
+            Some(c) => Some(
+                c.compile(&mut store, self.max_series, unpriced)
+                    .map_err(|e| {
+                        let mut path = vec!["costs".to_string()];
+                        path.extend(e.path);
+                        MetricsConfigError {
+                            path,
+                            message: e.message,
+                        }
+                    })?,
+            ),
         };
         if let Some(rw) = &self.remote_write {
             rw.check().map_err(|(key, message)| MetricsConfigError {
