@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod http;
 pub mod metrics;
 pub mod redact;
 pub mod shutdown;

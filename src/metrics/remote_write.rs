@@ -4,8 +4,9 @@
 //! Every `interval` the current value of every series is sent as one
 //! `WriteRequest` (protobuf, hand-declared with prost — no build script),
 //! compressed with snappy's block format, with the headers the spec
-//! requires. Each request carries complete cumulative values, so a push that
-//! fails after its retries is superseded by the next one. 4xx answers (but
+//! requires. Each request carries complete cumulative values, so a failed
+//! push is retried (backoff with full jitter, `Retry-After` honoured) with
+//! the newest values rather than the ones that failed; 4xx answers (but
 //! 429) are not retried. A last push is made when the pipeline's inputs end,
 //! so `--once` replays deliver their final values.
 //!
@@ -27,8 +28,8 @@ use super::store::{Kind, Store, format_value};
 use crate::ack::Ack;
 use crate::config::units::Dur;
 use crate::event::SharedBatch;
+use crate::http::{Auth, Backoff, BasicAuth, RetryConfig, Target, TlsConfig};
 use crate::shutdown::Shutdown;
-use crate::sink::Jitter;
 use crate::telemetry::{Counter, Registry};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,18 @@ pub struct RemoteWriteConfig {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub bearer_token: Option<String>,
+    pub auth: Option<BasicAuth>,
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_retry")]
+    pub retry: RetryConfig,
+}
+
+fn default_retry() -> RetryConfig {
+    RetryConfig {
+        initial_backoff: Dur(Duration::from_millis(250)),
+        max_backoff: Dur(Duration::from_secs(30)),
+        max_duration: None,
+    }
 }
 
 fn default_interval() -> Dur {
@@ -59,7 +72,7 @@ fn default_timeout() -> Dur {
 impl RemoteWriteConfig {
     /// (key, message) of the first problem.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        if !crate::sink::http::is_http_url(&self.url) {
+        if !crate::http::is_http_url(&self.url) {
             return Err((
                 "url",
                 format!(
@@ -269,18 +282,15 @@ enum Pushed {
     /// The receiver refused it for good (4xx other than 429): resending the
     /// same values would get the same answer.
     Refused,
-    /// Retries ran out; the next push carries the values again.
+    /// `retry.max_duration` passed; the next push carries the values again.
     Failed,
     /// The grace period after a stop ended first.
     Expired,
 }
 
-/// Attempts per push; the next interval's push carries the same values.
-const ATTEMPTS: u32 = 4;
-
 struct Pusher {
     cfg: RemoteWriteConfig,
-    client: reqwest::Client,
+    target: Target,
     store: SharedStore,
     awaiting: AwaitingPush,
     shutdown: Shutdown,
@@ -292,43 +302,37 @@ struct Pusher {
 }
 
 impl Pusher {
-    /// Sends the current values, retrying server errors a few times.
-    async fn push(&self, jitter: &mut Jitter) -> Pushed {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let (req, covered) = {
-            let store = self.store.lock().expect("metrics store lock");
-            (snapshot(&store, &self.cfg.labels, ts), self.awaiting.mark())
-        };
-        if req.timeseries.is_empty() {
-            // What was counted made no series: nothing to deliver.
-            self.awaiting.settle(covered);
-            return Pushed::Accepted;
-        }
-        let n = req.timeseries.len() as u64;
-        let body = encode(&req);
-        let url = crate::redact::url(&self.cfg.url);
-        let mut backoff = Duration::from_millis(250);
-        for attempt in 1..=ATTEMPTS {
-            let mut r = self
-                .client
-                .post(&self.cfg.url)
-                .header("Content-Encoding", "snappy")
-                .header("Content-Type", "application/x-protobuf")
-                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-                .body(body.clone());
-            for (k, v) in &self.cfg.headers {
-                r = r.header(k, v);
+    /// Sends the current values, retrying (always with the newest values)
+    /// until the receiver answers, `retry.max_duration` passes, or the grace
+    /// period after a stop ends.
+    async fn push(&self, backoff: &mut Backoff) -> Pushed {
+        backoff.reset();
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let (req, covered) = {
+                let store = self.store.lock().expect("metrics store lock");
+                (snapshot(&store, &self.cfg.labels, ts), self.awaiting.mark())
+            };
+            if req.timeseries.is_empty() {
+                // What was counted made no series: nothing to deliver.
+                self.awaiting.settle(covered);
+                return Pushed::Accepted;
             }
-            if let Some(t) = &self.cfg.bearer_token {
-                r = r.bearer_auth(t);
-            }
+            let n = req.timeseries.len() as u64;
+            let request = self
+                .target
+                .post(encode(&req), "application/x-protobuf", Some("snappy"))
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0");
             let answer = tokio::select! {
-                a = r.send() => a,
+                a = request.send() => a,
                 _ = self.shutdown.expired() => return Pushed::Expired,
             };
-            let retry_after = match answer {
+            let (error, retry_after) = match answer {
                 Ok(resp) if resp.status().is_success() => {
                     self.ok.inc();
                     self.samples.add(n);
@@ -337,62 +341,47 @@ impl Pusher {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let after = crate::sink::http::retry_after(resp.headers());
+                    let after = crate::http::retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
+                    let error = format!(
+                        "remote write to {} answered {status}: {}",
+                        self.target.shown_url(),
+                        text.trim()
+                    );
                     if !(status.is_server_error() || status.as_u16() == 429) {
-                        tracing::error!(sink = %self.sink, %status, body = %text.trim(), url = %url, "remote write refused the values; not resending them");
+                        tracing::error!(sink = %self.sink, "{error}; not resending these values");
                         self.failed.inc();
                         self.awaiting.settle(covered);
                         return Pushed::Refused;
                     }
-                    tracing::warn!(sink = %self.sink, %status, body = %text.trim(), attempt, "remote write rejected; retrying");
-                    after
+                    (error, after)
                 }
-                Err(e) if e.is_timeout() => {
-                    tracing::warn!(sink = %self.sink, url = %url, timeout = ?self.cfg.timeout.0, attempt, "remote write got no answer within the timeout");
-                    None
-                }
-                Err(e) => {
-                    let error = crate::redact::error(&e);
-                    tracing::warn!(sink = %self.sink, url = %url, error = %error, attempt, "cannot reach the remote write receiver");
-                    None
-                }
+                Err(e) => (self.target.describe(&e), None),
             };
-            if attempt == ATTEMPTS {
-                break;
+            if backoff.exhausted(started.elapsed()) {
+                tracing::error!(sink = %self.sink, error = %error, attempt, "remote write gave up after retry.max_duration; the next push carries the values again");
+                self.failed.inc();
+                return Pushed::Failed;
             }
-            let wait = jitter.up_to(backoff).max(retry_after.unwrap_or_default());
+            let wait = backoff.wait(retry_after);
+            tracing::warn!(sink = %self.sink, error = %error, attempt, retry_in = ?wait, "remote write failed; retrying with the newest values");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.shutdown.expired() => return Pushed::Expired,
             }
-            backoff *= 2;
         }
-        self.failed.inc();
-        Pushed::Failed
     }
 
-    /// The last push, when the pipeline's inputs are done: it is the only
-    /// one left to deliver what was counted, so it is retried like a sink's
-    /// batch — until accepted, or until the grace period after a stop ends.
-    async fn last_push(&self, jitter: &mut Jitter) {
-        let mut pause = Duration::from_secs(1);
-        loop {
-            match self.push(jitter).await {
-                Pushed::Accepted | Pushed::Refused => return,
-                Pushed::Expired => break,
-                Pushed::Failed => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(jitter.up_to(pause)) => {}
-                _ = self.shutdown.expired() => break,
-            }
-            pause = (pause * 2).min(Duration::from_secs(30));
+    /// The last push, when the pipeline's inputs are done; what it does not
+    /// deliver stays unacknowledged.
+    async fn last_push(&self, backoff: &mut Backoff) {
+        if matches!(self.push(backoff).await, Pushed::Accepted | Pushed::Refused) {
+            return;
         }
         let events = self.awaiting.abandon();
         if events > 0 {
             self.undelivered.add(events as u64);
-            tracing::error!(sink = %self.sink, events, "remote write did not accept the final values before the grace period ended; the events they count stay unacknowledged (file sources read them again after a restart)");
+            tracing::error!(sink = %self.sink, events, "remote write did not accept the final values; the events they count stay unacknowledged (file sources read them again after a restart)");
         }
     }
 }
@@ -410,7 +399,22 @@ pub fn start(
 ) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), String> {
     let l = |outcome| [("sink", sink), ("outcome", outcome)];
     let pusher = Pusher {
-        client: crate::sink::http::client(cfg.timeout.0, None)?,
+        target: Target::new(
+            "the remote write receiver",
+            cfg.url.clone(),
+            cfg.timeout.0,
+            cfg.tls.as_ref(),
+            Auth {
+                basic: cfg.auth.clone(),
+                bearer_token: cfg.bearer_token.clone(),
+                api_key: None,
+                headers: cfg
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+        )?,
         store,
         awaiting,
         shutdown,
@@ -435,19 +439,19 @@ pub fn start(
     };
     let (tx, mut rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        let mut jitter = Jitter::new();
+        let mut backoff = Backoff::new(pusher.cfg.retry);
         let mut tick = tokio::time::interval(pusher.cfg.interval.0);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    pusher.push(&mut jitter).await;
+                    pusher.push(&mut backoff).await;
                 }
                 _ = &mut rx => break,
             }
         }
-        pusher.last_push(&mut jitter).await;
+        pusher.last_push(&mut backoff).await;
     });
     Ok((tx, handle))
 }

@@ -18,7 +18,6 @@ pub mod console;
 pub mod dead_letter;
 pub mod elasticsearch;
 pub mod file;
-pub mod http;
 pub mod loki;
 
 use std::future::Future;
@@ -30,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::config::units::{ByteSize, Dur};
 use crate::event::{Event, SharedBatch};
+use crate::http::Backoff;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
 
@@ -64,35 +64,7 @@ fn default_timeout() -> Dur {
     Dur(Duration::from_secs(1))
 }
 
-/// How a sink retries.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    #[serde(default = "default_initial_backoff")]
-    pub initial_backoff: Dur,
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff: Dur,
-    /// Give up on a batch after this long (default: never; backpressure
-    /// reaches the sources instead).
-    pub max_duration: Option<Dur>,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
-            max_duration: None,
-        }
-    }
-}
-
-fn default_initial_backoff() -> Dur {
-    Dur(Duration::from_millis(500))
-}
-fn default_max_backoff() -> Dur {
-    Dur(Duration::from_secs(300))
-}
+pub use crate::http::RetryConfig;
 
 /// Why a delivery failed, and what the server asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,35 +80,6 @@ impl From<String> for DeliveryError {
             message,
             retry_after: None,
         }
-    }
-}
-
-/// A small xorshift generator for backoff jitter (not for anything secret).
-#[derive(Debug, Clone)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        Jitter(seed | 1)
-    }
-
-    /// A duration uniformly drawn from [0, max] ("full jitter").
-    pub fn up_to(&mut self, max: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        max.mul_f64(unit)
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Jitter::new()
     }
 }
 
@@ -256,11 +199,10 @@ pub async fn drive<S: Sink>(
 ) {
     let r = Retrying {
         name: &name,
-        retry: &retry,
         metrics: &metrics,
         shutdown: &shutdown,
     };
-    let mut jitter = Jitter::new();
+    let mut backoff = Backoff::new(retry);
     let mut held = Held::default();
     let mut deadline: Option<Instant> = None;
     loop {
@@ -268,7 +210,7 @@ pub async fn drive<S: Sink>(
         let due = deadline.is_some_and(|d| Instant::now() >= d);
         if !held.batches.is_empty() && (full || due) {
             deadline = None;
-            if deliver(&r, &mut sink, &mut held, &mut jitter).await == Delivery::Expired {
+            if deliver(&r, &mut sink, &mut held, &mut backoff).await == Delivery::Expired {
                 return r.expire(held, input);
             }
             continue;
@@ -292,7 +234,7 @@ pub async fn drive<S: Sink>(
         deadline.get_or_insert_with(|| Instant::now() + batch.timeout.0);
     }
     if !held.batches.is_empty()
-        && deliver(&r, &mut sink, &mut held, &mut jitter).await == Delivery::Expired
+        && deliver(&r, &mut sink, &mut held, &mut backoff).await == Delivery::Expired
     {
         r.expire(held, input);
     }
@@ -300,7 +242,6 @@ pub async fn drive<S: Sink>(
 
 struct Retrying<'a> {
     name: &'a str,
-    retry: &'a RetryConfig,
     metrics: &'a SinkMetrics,
     shutdown: &'a Shutdown,
 }
@@ -333,11 +274,11 @@ async fn deliver<S: Sink>(
     r: &Retrying<'_>,
     sink: &mut S,
     held: &mut Held,
-    jitter: &mut Jitter,
+    backoff: &mut Backoff,
 ) -> Delivery {
     let (name, events) = (r.name, held.events);
     let started = Instant::now();
-    let mut backoff = r.retry.initial_backoff.0;
+    backoff.reset();
     let mut attempt = 0u32;
     let mut woken_by_stop = r.shutdown.is_triggered();
     loop {
@@ -359,10 +300,7 @@ async fn deliver<S: Sink>(
             Err(e) => e,
         };
         r.metrics.errors.inc();
-        if r.retry
-            .max_duration
-            .is_some_and(|m| started.elapsed() >= m.0)
-        {
+        if backoff.exhausted(started.elapsed()) {
             let reason = format!("retry_exhausted: {}", e.message);
             r.metrics.given_up.add(events as u64);
             if sink.give_up(&reason) {
@@ -375,10 +313,7 @@ async fn deliver<S: Sink>(
             held.abandon();
             return Delivery::Abandoned;
         }
-        let mut wait = jitter.up_to(backoff);
-        if let Some(after) = e.retry_after {
-            wait = wait.max(after);
-        }
+        let wait = backoff.wait(e.retry_after);
         if r.shutdown.is_triggered() {
             tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed while stopping; retrying until the grace period ends");
         } else {
@@ -390,7 +325,6 @@ async fn deliver<S: Sink>(
             _ = r.shutdown.wait(), if !woken_by_stop => woken_by_stop = true,
             _ = r.shutdown.expired() => return Delivery::Expired,
         }
-        backoff = (backoff * 2).min(r.retry.max_backoff.0);
     }
 }
 

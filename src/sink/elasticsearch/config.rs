@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::units::Dur;
-use crate::sink::http::{BasicAuth, TlsConfig};
+use crate::http::{BasicAuth, TlsConfig};
 use crate::sink::{BatchConfig, RetryConfig};
 use crate::template::{Template, TemplateConfig};
 
@@ -118,7 +118,7 @@ pub(super) enum IdRule {
 
 impl ElasticsearchConfig {
     pub fn check(&self) -> Result<(), EsConfigError> {
-        if !crate::sink::http::is_http_url(&self.endpoint) {
+        if !crate::http::is_http_url(&self.endpoint) {
             return Err(err(
                 "endpoint",
                 format!(

@@ -67,10 +67,7 @@ impl EsMetrics {
 pub struct ElasticsearchSink {
     sink: String,
     cfg: ElasticsearchConfig,
-    client: reqwest::Client,
-    url: String,
-    /// `url` as weir prints it: without a password.
-    shown_url: String,
+    target: crate::http::Target,
     id_rule: IdRule,
     index_has_fields: Option<Template>,
     index_cache: Option<(i64, String)>,
@@ -97,9 +94,18 @@ impl ElasticsearchSink {
         let l = [("sink", sink)];
         Ok(ElasticsearchSink {
             sink: sink.to_string(),
-            client: super::http::client(cfg.request_timeout.0, cfg.tls.as_ref())?,
-            shown_url: crate::redact::url(&url).into_owned(),
-            url,
+            target: crate::http::Target::new(
+                "Elasticsearch",
+                url,
+                cfg.request_timeout.0,
+                cfg.tls.as_ref(),
+                crate::http::Auth {
+                    basic: cfg.auth.clone(),
+                    bearer_token: cfg.bearer_token.clone(),
+                    api_key: cfg.api_key.clone(),
+                    headers: Vec::new(),
+                },
+            )?,
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
             index_cache: None,
@@ -246,7 +252,10 @@ impl ElasticsearchSink {
         }
         m.insert("error_type".into(), kind.into());
         m.insert("reason".into(), reason.into());
-        m.insert("destination".into(), self.shown_url.clone().into());
+        m.insert(
+            "destination".into(),
+            self.target.shown_url().to_string().into(),
+        );
         m.insert("index".into(), d.index.clone().into());
         if let Some(id) = &d.id {
             m.insert("id".into(), id.clone().into());
@@ -398,46 +407,20 @@ impl Sink for ElasticsearchSink {
         }
         self.metrics.bytes_raw.add(raw.len() as u64);
         self.metrics.batch_docs.set(self.pending.len() as i64);
-        let body = match self.cfg.compression {
-            EsCompression::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(raw.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                gz.write_all(&raw).expect("gzip to a Vec");
-                gz.finish().expect("gzip to a Vec")
-            }
-            EsCompression::None => raw,
+        let (body, encoding) = match self.cfg.compression {
+            EsCompression::Gzip => (crate::http::gzip(&raw), Some("gzip")),
+            EsCompression::None => (raw, None),
         };
-        let mut req = self
-            .client
-            .post(&self.url)
-            .header("Content-Type", "application/x-ndjson")
-            .body(body.clone());
-        if self.cfg.compression == EsCompression::Gzip {
-            req = req.header("Content-Encoding", "gzip");
-        }
-        if let Some(a) = &self.cfg.auth {
-            req = req.basic_auth(&a.user, Some(&a.password));
-        }
-        if let Some(k) = &self.cfg.api_key {
-            req = req.header("Authorization", format!("ApiKey {k}"));
-        }
-        if let Some(t) = &self.cfg.bearer_token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| {
-            DeliveryError::from(super::http::request_error(
-                "Elasticsearch",
-                &self.shown_url,
-                &e,
-                self.cfg.request_timeout.0,
-            ))
-        })?;
+        let sent = body.len();
+        let req = self.target.post(body, "application/x-ndjson", encoding);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| DeliveryError::from(self.target.describe(&e)))?;
         let status = resp.status();
-        let after = super::http::retry_after(resp.headers());
+        let after = crate::http::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
-        self.metrics.bytes_sent.add(body.len() as u64);
+        self.metrics.bytes_sent.add(sent as u64);
         match status.as_u16() {
             200..=299 => {
                 let answer: serde_json::Value = serde_json::from_str(&text)
@@ -515,7 +498,7 @@ mod tests {
         });
         s.encode(&e);
         s.encode(&ev(r#"{"n":1}"#, 0));
-        assert_eq!(s.url, "http://127.0.0.1:1/prefix/_bulk");
+        assert_eq!(s.target.shown_url(), "http://127.0.0.1:1/prefix/_bulk");
         assert_eq!(
             s.pending[0].action,
             r#"{"create":{"_index":"logs-feynman-2025.01.31","_id":"00000000000000ab-42"}}"#

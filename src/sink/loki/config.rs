@@ -36,7 +36,7 @@ pub enum OutOfOrder {
     Pass,
 }
 
-pub use crate::sink::http::{BasicAuth, TlsConfig};
+pub use crate::http::{BasicAuth, TlsConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,7 +141,7 @@ impl LokiConfig {
     }
 
     pub(super) fn compile(&self) -> Result<(Pairs, Pairs, Line, String), LokiConfigError> {
-        if !crate::sink::http::is_http_url(&self.endpoint) {
+        if !crate::http::is_http_url(&self.endpoint) {
             return Err(cfg_err(
                 &["endpoint"],
                 format!(

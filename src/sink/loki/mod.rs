@@ -26,7 +26,6 @@ pub mod proto;
 pub mod rejections;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -80,10 +79,7 @@ impl LokiMetrics {
 
 pub struct LokiSink {
     sink: String,
-    client: reqwest::Client,
-    url: String,
-    /// `url` as weir prints it: without a password.
-    shown_url: String,
+    target: crate::http::Target,
     cfg: LokiConfig,
     labels: Pairs,
     metadata: Pairs,
@@ -138,7 +134,18 @@ impl LokiSink {
     ) -> Result<LokiSink, String> {
         let (mut labels, metadata, line, url) = cfg.compile().map_err(|e| e.message)?;
         labels.sort_by(|a, b| a.0.cmp(&b.0));
-        let client = super::http::client(cfg.request_timeout.0, cfg.tls.as_ref())?;
+        let mut headers = Vec::new();
+        if let Some(t) = &cfg.tenant_id {
+            headers.push(("X-Scope-OrgID".to_string(), t.clone()));
+        }
+        let auth = crate::http::Auth {
+            basic: cfg.auth.clone(),
+            bearer_token: cfg.bearer_token.clone(),
+            api_key: None,
+            headers,
+        };
+        let target =
+            crate::http::Target::new("Loki", url, cfg.request_timeout.0, cfg.tls.as_ref(), auth)?;
         let l = [("sink", sink)];
         let metrics = LokiMetrics {
             requests: HashMap::new(),
@@ -152,9 +159,7 @@ impl LokiSink {
         };
         Ok(LokiSink {
             sink: sink.to_string(),
-            client,
-            shown_url: crate::redact::url(&url).into_owned(),
-            url,
+            target,
             cfg: cfg.clone(),
             labels,
             metadata,
@@ -336,11 +341,7 @@ impl LokiSink {
             (Encoding::Protobuf, _) => snap::raw::Encoder::new()
                 .compress_vec(&raw)
                 .expect("snappy compresses any input"),
-            (Encoding::Json, Compression::Gzip) => {
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                gz.write_all(&raw).expect("gzip to a Vec");
-                gz.finish().expect("gzip to a Vec")
-            }
+            (Encoding::Json, Compression::Gzip) => crate::http::gzip(&raw),
             (Encoding::Json, _) => raw,
         };
         (body, entries)
@@ -435,7 +436,10 @@ impl LokiSink {
             m.insert("status".into(), status.into());
         }
         m.insert("reason".into(), reason.into());
-        m.insert("destination".into(), self.shown_url.clone().into());
+        m.insert(
+            "destination".into(),
+            self.target.shown_url().to_string().into(),
+        );
         m.insert("stream".into(), s.key.clone().into());
         if !e.metadata.is_empty() {
             m.insert(
@@ -503,24 +507,13 @@ impl LokiSink {
     }
 
     fn request(&self, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let mut req = self.client.post(&self.url).body(body);
-        req = match self.cfg.encoding {
-            Encoding::Protobuf => req.header("Content-Type", "application/x-protobuf"),
-            Encoding::Json => req.header("Content-Type", "application/json"),
-        };
-        if self.cfg.encoding == Encoding::Json && self.cfg.compression == Compression::Gzip {
-            req = req.header("Content-Encoding", "gzip");
+        match (self.cfg.encoding, self.cfg.compression) {
+            (Encoding::Protobuf, _) => self.target.post(body, "application/x-protobuf", None),
+            (Encoding::Json, Compression::Gzip) => {
+                self.target.post(body, "application/json", Some("gzip"))
+            }
+            (Encoding::Json, _) => self.target.post(body, "application/json", None),
         }
-        if let Some(t) = &self.cfg.tenant_id {
-            req = req.header("X-Scope-OrgID", t);
-        }
-        if let Some(a) = &self.cfg.auth {
-            req = req.basic_auth(&a.user, Some(&a.password));
-        }
-        if let Some(t) = &self.cfg.bearer_token {
-            req = req.bearer_auth(t);
-        }
-        req
     }
 
     /// Applies one request's answer to its streams. `Ok(true)`: they are
@@ -535,15 +528,7 @@ impl LokiSink {
         let (status, after, text) = match answer {
             Err(e) => {
                 self.metrics.request("error");
-                errors.push(
-                    super::http::request_error(
-                        "Loki",
-                        &self.shown_url,
-                        &e,
-                        self.cfg.request_timeout.0,
-                    )
-                    .into(),
-                );
+                errors.push(self.target.describe(&e).into());
                 return Ok(false);
             }
             Ok(a) => a,
@@ -578,7 +563,7 @@ impl LokiSink {
             }
             401 | 403 | 404 | 405 => {
                 errors.push(DeliveryError {
-                    message: format!("Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials", self.shown_url, text.trim()),
+                    message: format!("Loki answered {status} for {}: {} — check `endpoint`, `tenant_id` and credentials", self.target.shown_url(), text.trim()),
                     retry_after: after,
                 });
                 Ok(false)
@@ -600,7 +585,7 @@ type Answer = Result<(reqwest::StatusCode, Option<Duration>, String), reqwest::E
 async fn send(req: reqwest::RequestBuilder) -> Answer {
     let resp = req.send().await?;
     let status = resp.status();
-    let after = super::http::retry_after(resp.headers());
+    let after = crate::http::retry_after(resp.headers());
     let text = resp.text().await.unwrap_or_default();
     Ok((status, after, text))
 }
