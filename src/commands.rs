@@ -134,11 +134,22 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         }
     }
 
-    tokio::spawn(watch_signals(shutdown.clone()));
-    let outcome = topology::run(&pipeline, &registry, &shutdown, args.once, || {
-        ready.store(true, Ordering::SeqCst);
-        tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
-    })
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(watch_signals(shutdown.clone(), reload_tx.clone()));
+    let path = args.pipeline.clone();
+    let loader: topology::Loader = Box::new(move || load(path.as_deref()));
+    let outcome = topology::run(
+        &pipeline,
+        &registry,
+        &shutdown,
+        args.once,
+        reload_rx,
+        loader,
+        || {
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
+        },
+    )
     .await;
     ready.store(false, Ordering::SeqCst);
 
@@ -190,9 +201,11 @@ pub fn write_metrics_file(registry: &Registry, path: &Path) -> std::io::Result<(
 }
 
 /// SIGTERM and SIGINT stop the pipeline (a second one exits at once).
-/// SIGHUP, which service managers send to ask for a reload, is logged and
-/// otherwise ignored: it must not stop weir (its default action would).
-async fn watch_signals(shutdown: Shutdown) {
+/// SIGHUP reloads the pipeline file.
+async fn watch_signals(
+    shutdown: Shutdown,
+    reloads: tokio::sync::mpsc::Sender<topology::ReloadRequest>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -207,7 +220,10 @@ async fn watch_signals(shutdown: Shutdown) {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP received: reloading the pipeline is not supported yet; weir keeps running with the configuration it started with");
+                tracing::info!("SIGHUP received: reloading the pipeline");
+                if reloads.try_send(topology::ReloadRequest { reply: None }).is_err() {
+                    tracing::warn!("a reload is already pending; this SIGHUP adds nothing");
+                }
                 continue;
             }
         };

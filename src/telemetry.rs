@@ -64,12 +64,16 @@ pub trait Render: Send + Sync {
     fn render(&self, out: &mut String);
 }
 
+/// A store served beside the self-metrics, and the key it was added under.
+type Keyed = (String, Arc<dyn Render>);
+
 /// The self-metrics of one running pipeline, and the other stores whose
 /// families are served beside them.
 #[derive(Clone, Default)]
 pub struct Registry {
     families: Arc<Mutex<Vec<Family>>>,
-    others: Arc<Mutex<Vec<Arc<dyn Render>>>>,
+    /// Other stores by key (a metrics sink's name), in the order added.
+    others: Arc<Mutex<Vec<Keyed>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -151,13 +155,25 @@ impl Registry {
     }
 
     /// Serves another store's families in this registry's exposition.
-    pub fn add_render(&self, r: Arc<dyn Render>) {
-        self.others.lock().expect("registry lock").push(r);
+    /// Serves `r`'s families too, in place of any store added under `key`
+    /// before (a metrics sink rebuilt by a reload).
+    pub fn set_render(&self, key: &str, r: Arc<dyn Render>) {
+        let mut others = self.others.lock().expect("registry lock");
+        match others.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = r,
+            None => others.push((key.to_string(), r)),
+        }
     }
 
     /// Appends the text exposition: the other stores' families, then weir's own.
     pub fn render(&self, out: &mut String) {
-        let others: Vec<Arc<dyn Render>> = self.others.lock().expect("registry lock").clone();
+        let others: Vec<Arc<dyn Render>> = self
+            .others
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .map(|(_, r)| Arc::clone(r))
+            .collect();
         for r in others {
             r.render(out);
         }

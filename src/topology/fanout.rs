@@ -7,7 +7,7 @@
 //! every consumer has settled it. A consumer that has gone away drops what
 //! it was sent, which counts as not delivered.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
@@ -20,33 +20,67 @@ pub const CHANNEL_BATCHES: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
+/// The channels one component sends to. Clones share the list: the
+/// topology keeps one to rewire it when the pipeline is reloaded, while the
+/// component sends through its own. The component closes it when it ends,
+/// which lets the channels downstream close once every sender is gone.
 #[derive(Debug, Clone, Default)]
 pub struct Fanout {
+    inner: Arc<RwLock<Wiring>>,
+}
+
+#[derive(Debug, Default)]
+struct Wiring {
     senders: Vec<mpsc::Sender<SharedBatch>>,
+    closed: bool,
 }
 
 impl Fanout {
     pub fn new(senders: Vec<mpsc::Sender<SharedBatch>>) -> Self {
-        Fanout { senders }
+        let f = Fanout::default();
+        f.set(senders);
+        f
+    }
+
+    /// Sends to these channels from now on (ignored once closed).
+    pub fn set(&self, senders: Vec<mpsc::Sender<SharedBatch>>) {
+        let mut w = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if !w.closed {
+            w.senders = senders;
+        }
+    }
+
+    /// The component is done sending: its channels are let go for good.
+    pub fn close(&self) {
+        let mut w = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        w.closed = true;
+        w.senders.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.senders.is_empty()
+        self.senders().is_empty()
+    }
+
+    fn senders(&self) -> Vec<mpsc::Sender<SharedBatch>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .senders
+            .clone()
     }
 
     /// One batch per consumer: the last one takes the batch's own
     /// acknowledgement, the others forks of it. With no consumer at all
     /// there is nobody to deliver to, and the batch is settled here.
-    fn split(&self, batch: Batch) -> Vec<SharedBatch> {
+    fn split(n: usize, batch: Batch) -> Vec<SharedBatch> {
         let Batch { events, mut ack } = batch;
-        if self.senders.is_empty() {
+        if n == 0 {
             if let Some(a) = ack {
                 a.delivered();
             }
             return Vec::new();
         }
         let events = Arc::new(events);
-        let n = self.senders.len();
         (0..n)
             .map(|i| SharedBatch {
                 events: Arc::clone(&events),
@@ -61,8 +95,9 @@ impl Fanout {
 
     /// Sends from an async task, waiting while a consumer is full.
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
-        let mut delivered = self.senders.is_empty();
-        for (tx, b) in self.senders.iter().zip(self.split(batch)) {
+        let senders = self.senders();
+        let mut delivered = senders.is_empty();
+        for (tx, b) in senders.iter().zip(Self::split(senders.len(), batch)) {
             delivered |= tx.send(b).await.is_ok();
         }
         if delivered { Ok(()) } else { Err(Closed) }
@@ -70,8 +105,9 @@ impl Fanout {
 
     /// Sends from a source's own thread, blocking while a consumer is full.
     pub fn send_blocking(&self, batch: Batch) -> Result<(), Closed> {
-        let mut delivered = self.senders.is_empty();
-        for (tx, b) in self.senders.iter().zip(self.split(batch)) {
+        let senders = self.senders();
+        let mut delivered = senders.is_empty();
+        for (tx, b) in senders.iter().zip(Self::split(senders.len(), batch)) {
             delivered |= tx.blocking_send(b).is_ok();
         }
         if delivered { Ok(()) } else { Err(Closed) }
@@ -128,5 +164,37 @@ mod tests {
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
         Fanout::default().send_blocking(batch(ack_tx)).unwrap();
         assert!(ack_rx.try_recv().unwrap().delivered);
+    }
+}
+
+#[cfg(test)]
+mod rewiring {
+    use super::*;
+
+    #[test]
+    fn a_closed_fanout_lets_its_channels_close() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let f = Fanout::new(vec![tx]);
+        let topology_copy = f.clone();
+        f.close();
+        let (tx2, _rx2) = mpsc::channel(1);
+        topology_copy.set(vec![tx2]);
+        assert!(topology_copy.is_empty(), "a closed fanout stays closed");
+        assert!(rx.try_recv().is_err());
+        assert!(rx.is_closed());
+    }
+
+    #[test]
+    fn rewiring_moves_later_batches_to_the_new_channel() {
+        let (old_tx, mut old_rx) = mpsc::channel(4);
+        let (new_tx, mut new_rx) = mpsc::channel(4);
+        let f = Fanout::new(vec![old_tx]);
+        f.send_blocking(Batch::default()).unwrap();
+        f.set(vec![new_tx]);
+        f.send_blocking(Batch::default()).unwrap();
+        assert!(old_rx.try_recv().is_ok());
+        assert!(old_rx.try_recv().is_err());
+        assert!(old_rx.is_closed(), "the old consumer drains and ends");
+        assert!(new_rx.try_recv().is_ok());
     }
 }

@@ -1,26 +1,40 @@
-//! The topology: a checked [`Pipeline`] turned into running components.
+//! The topology: a checked [`Pipeline`] turned into running components, kept
+//! running across reloads.
 //!
 //! Every transform and sink gets one bounded input channel; every source and
 //! transform a [`Fanout`] to the channels of the components that name it in
 //! `inputs`. Sources run on threads of their own, transforms and sinks as
-//! async tasks. Stopping is a cascade: sources stop reading and drop their
-//! senders, which closes the channels downstream, so each transform ends after
-//! its last batch and each sink delivers what it holds and ends.
+//! async tasks.
+//!
+//! **Reload** applies a newly checked pipeline to the running one: a
+//! component whose settings or inputs are unchanged keeps running with its
+//! channel, its buffered batches and its checkpoints. A changed or removed
+//! sink or transform is taken out of its producers' fan-outs, so its channel
+//! closes, it delivers what it holds and ends; its replacement starts once
+//! it has (so a Loki stream's order holds across the change). A changed or
+//! removed source is stopped, writes its final checkpoints, and its
+//! replacement resumes from them. New components start at once.
+//!
+//! **Stopping** is a cascade: sources stop reading and close their
+//! fan-outs, which closes the channels downstream, so each transform ends
+//! after its last batch and each sink delivers what it holds and ends —
+//! within the grace period, after which sinks let go of the rest
+//! unacknowledged.
 
+mod build;
 pub mod fanout;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use crate::config::{Pipeline, SinkKind, SourceKind, TransformKind};
+use crate::config::{Component, ConfigErrors, Pipeline, SinkKind, SourceKind, TransformKind};
 use crate::event::SharedBatch;
 use crate::shutdown::Shutdown;
-use crate::sink::{self, BatchConfig, Blackhole, RetryConfig, SinkMetrics};
-use crate::source::{self, SourceContext};
-use crate::telemetry::Registry;
-use crate::transform;
+use crate::telemetry::{Counter, Gauge, Registry};
+use build::Context;
 use fanout::{CHANNEL_BATCHES, Fanout};
 
 /// How a run ended.
@@ -38,211 +52,161 @@ pub enum Outcome {
 /// components to let go of what they hold.
 const GRACE_BACKSTOP: Duration = Duration::from_secs(1);
 
-/// Starts the pipeline and runs it to the end. `shutdown` stops it.
+/// A request to re-read the pipeline file and apply it; the answer says
+/// what changed, or why nothing did.
+pub struct ReloadRequest {
+    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+}
+
+/// Reads the pipeline again, for reloads.
+pub type Loader = Box<dyn Fn() -> Result<Pipeline, ConfigErrors> + Send>;
+
+/// What the loop hears from a source thread when it ends.
+struct SourceEnded {
+    name: String,
+    generation: u64,
+    result: Result<(), String>,
+}
+
+struct RunningSource {
+    /// The settings it was started with, to tell whether a reload changes it.
+    config: String,
+    output: Fanout,
+    stop: Shutdown,
+    generation: u64,
+}
+
+struct RunningNode {
+    config: String,
+    inputs: Vec<String>,
+    input: mpsc::WeakSender<SharedBatch>,
+    /// Transforms only.
+    output: Option<Fanout>,
+    task: JoinHandle<()>,
+}
+
+/// The running pipeline.
+struct Topology {
+    cx: Context,
+    grace: Duration,
+    sources: HashMap<String, RunningSource>,
+    transforms: HashMap<String, RunningNode>,
+    sinks: HashMap<String, RunningNode>,
+    /// Sources stopped by a reload whose replacement waits for them to end.
+    replacing: HashMap<String, Component<SourceKind>>,
+    /// Sources whose threads have not ended yet, by name and generation.
+    alive: HashSet<(String, u64)>,
+    /// Replaced sinks and transforms still delivering what they hold.
+    retiring: Vec<(String, JoinHandle<()>)>,
+    next_generation: u64,
+    ended_tx: mpsc::UnboundedSender<SourceEnded>,
+}
+
+/// `weir_config_reloads_total{outcome}` and the last outcome.
+struct ReloadMetrics {
+    ok: Counter,
+    failed: Counter,
+    last_ok: Gauge,
+}
+
+impl ReloadMetrics {
+    fn new(r: &Registry) -> Self {
+        let help = "Pipeline reloads (SIGHUP, POST /-/reload), by outcome.";
+        let last_ok = r.gauge(
+            "weir_config_last_reload_successful",
+            "Whether the last reload applied the pipeline file (1) or it was invalid and the running pipeline stayed (0).",
+            &[],
+        );
+        last_ok.set(1);
+        ReloadMetrics {
+            ok: r.counter("weir_config_reloads_total", help, &[("outcome", "success")]),
+            failed: r.counter("weir_config_reloads_total", help, &[("outcome", "failure")]),
+            last_ok,
+        }
+    }
+}
+
+/// Starts the pipeline and runs it to the end. `shutdown` stops it;
+/// requests on `reloads` re-read it with `load` and apply it.
 pub async fn run(
     pipeline: &Pipeline,
     registry: &Registry,
     shutdown: &Shutdown,
     once: bool,
-    mut on_started: impl FnMut(),
+    mut reloads: mpsc::Receiver<ReloadRequest>,
+    load: Loader,
+    on_started: impl FnOnce(),
 ) -> Outcome {
-    let mut receivers: HashMap<String, mpsc::Receiver<SharedBatch>> = HashMap::new();
-    let mut outputs: HashMap<String, Vec<mpsc::Sender<SharedBatch>>> = HashMap::new();
-    let consumers = pipeline
-        .transforms
-        .iter()
-        .map(|c| (&c.name, &c.inputs))
-        .chain(pipeline.sinks.iter().map(|c| (&c.name, &c.inputs)));
-    for (name, inputs) in consumers {
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        receivers.insert(name.clone(), rx);
-        for input in inputs {
-            outputs.entry(input.clone()).or_default().push(tx.clone());
-        }
-    }
-    let mut fanout_of = |name: &str| Fanout::new(outputs.remove(name).unwrap_or_default());
-
-    let mut sinks = Vec::new();
-    for c in &pipeline.sinks {
-        let rx = receivers.remove(&c.name).expect("channel made above");
-        let metrics = SinkMetrics::new(registry, &c.name);
-        let (name, stop) = (c.name.clone(), shutdown.clone());
-        let handle = match &c.kind {
-            SinkKind::Metrics(cfg) => {
-                let derived = match cfg.compile(registry, &c.name) {
-                    Ok(d) => d,
-                    Err(e) => return Outcome::Failed(format!("sink {}: {}", c.name, e.message)),
-                };
-                registry.add_render(derived.store.clone());
-                let mut pusher = None;
-                let mut awaiting = None;
-                if let Some(rw) = cfg.remote_write.clone() {
-                    let waiting = crate::metrics::remote_write::AwaitingPush::default();
-                    match crate::metrics::remote_write::start(
-                        rw,
-                        derived.store.clone(),
-                        waiting.clone(),
-                        registry,
-                        &c.name,
-                        stop,
-                    ) {
-                        Ok(p) => pusher = Some(p),
-                        Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
-                    }
-                    awaiting = Some(waiting);
-                }
-                tokio::spawn(async move {
-                    crate::metrics::run(derived, rx, awaiting).await;
-                    if let Some((stop, done)) = pusher {
-                        let _ = stop.send(());
-                        let _ = done.await;
-                    }
-                })
-            }
-            SinkKind::File(cfg) => {
-                let sink = match sink::file::FileSink::new(cfg) {
-                    Ok(s) => s,
-                    Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
-                };
-                let batch = cfg.batch.unwrap_or_default();
-                tokio::spawn(sink::drive(
-                    name,
-                    sink,
-                    rx,
-                    batch,
-                    RetryConfig::default(),
-                    metrics,
-                    stop,
-                ))
-            }
-            SinkKind::Elasticsearch(cfg) => {
-                let sink = match sink::elasticsearch::ElasticsearchSink::new(
-                    cfg,
-                    &c.name,
-                    &pipeline.data_dir,
-                    registry,
-                ) {
-                    Ok(s) => s,
-                    Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
-                };
-                let (batch, retry) = (sink.batch_config(), sink.retry_config());
-                tokio::spawn(sink::drive(name, sink, rx, batch, retry, metrics, stop))
-            }
-            SinkKind::Loki(cfg) => {
-                let sink =
-                    match sink::loki::LokiSink::new(cfg, &c.name, &pipeline.data_dir, registry) {
-                        Ok(s) => s,
-                        Err(e) => return Outcome::Failed(format!("sink {}: {e}", c.name)),
-                    };
-                let (batch, retry) = (sink.batch_config(), sink.retry_config());
-                tokio::spawn(sink::drive(name, sink, rx, batch, retry, metrics, stop))
-            }
-            SinkKind::Console(cfg) => {
-                let batch = cfg.batch.unwrap_or(BatchConfig {
-                    timeout: crate::config::units::Dur(Duration::from_millis(100)),
-                    ..BatchConfig::default()
-                });
-                tokio::spawn(sink::drive(
-                    name,
-                    sink::console::Console::default(),
-                    rx,
-                    batch,
-                    RetryConfig::default(),
-                    metrics,
-                    stop,
-                ))
-            }
-            SinkKind::Blackhole(_) => tokio::spawn(sink::drive(
-                name,
-                Blackhole,
-                rx,
-                BatchConfig::default(),
-                RetryConfig::default(),
-                metrics,
-                stop,
-            )),
-        };
-        sinks.push((c.name.clone(), handle));
-    }
-
-    let mut transforms = Vec::new();
-    for c in &pipeline.transforms {
-        let rx = receivers.remove(&c.name).expect("channel made above");
-        let out = fanout_of(&c.name);
-        match &c.kind {
-            TransformKind::Filter(_, cond) => {
-                let f = transform::Filter::new(cond.clone(), registry, &c.name);
-                transforms.push(tokio::spawn(transform::run(f, rx, out)));
-            }
-        }
-    }
-
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Result<(), String>)>();
-    let mut running = 0;
-    for c in &pipeline.sources {
-        let ctx = SourceContext {
-            name: c.name.clone(),
-            output: fanout_of(&c.name),
-            shutdown: shutdown.clone(),
-            once,
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+    let mut t = Topology {
+        cx: Context {
             registry: registry.clone(),
             data_dir: pipeline.data_dir.clone(),
-        };
-        let kind = c.kind.clone();
-        let done = done_tx.clone();
-        let name = c.name.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("source-{name}"))
-            .spawn(move || {
-                let r = match kind {
-                    SourceKind::File(cfg) => source::file::run(cfg, ctx),
-                    SourceKind::Stdin(cfg) => source::stdin::run(cfg, ctx),
-                };
-                let _ = done.send((name, r));
-            });
-        if let Err(e) = spawned {
-            shutdown.trigger();
-            return Outcome::Failed(format!("cannot start source {}: {e}", c.name));
-        }
-        running += 1;
+            shutdown: shutdown.clone(),
+            once,
+        },
+        grace: pipeline.grace_period,
+        sources: HashMap::new(),
+        transforms: HashMap::new(),
+        sinks: HashMap::new(),
+        replacing: HashMap::new(),
+        alive: HashSet::new(),
+        retiring: Vec::new(),
+        next_generation: 0,
+        ended_tx,
+    };
+    if let Err(e) = t.apply(pipeline) {
+        shutdown.trigger();
+        t.stop_sources();
+        return Outcome::Failed(e);
     }
-    drop(done_tx);
-    drop(outputs);
     on_started();
+    let metrics = ReloadMetrics::new(registry);
     let progress = once.then(|| tokio::spawn(report_progress(registry.clone())));
 
     let mut failure = None;
-    while running > 0 {
+    while !t.alive.is_empty() || !t.replacing.is_empty() {
         tokio::select! {
-            Some((name, r)) = done_rx.recv() => {
-                running -= 1;
-                if let Err(e) = r {
-                    tracing::error!(source = %name, error = %e, "source failed; stopping the pipeline");
-                    failure.get_or_insert(format!("source {name}: {e}"));
+            Some(ended) = ended_rx.recv() => {
+                if let Some(e) = t.source_ended(ended) {
+                    failure.get_or_insert(e);
                     shutdown.trigger();
+                    break;
+                }
+            }
+            Some(req) = reloads.recv() => {
+                let answer = t.reload(&load, &metrics);
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(answer);
                 }
             }
             _ = shutdown.wait() => break,
         }
     }
     if shutdown.is_triggered() {
-        tracing::info!(grace_period = ?pipeline.grace_period, "stopping: delivering what is in flight");
+        tracing::info!(grace_period = ?t.grace, "stopping: delivering what is in flight");
     }
+    t.stop_sources();
+    t.replacing.clear();
     let drain = async {
-        // Sources exit promptly once the flag is set; then the channels close.
-        while running > 0 && done_rx.recv().await.is_some() {
-            running -= 1;
+        // Sources exit promptly once stopped; then the channels close.
+        while !t.alive.is_empty() {
+            let Some(ended) = ended_rx.recv().await else {
+                break;
+            };
+            t.alive.remove(&(ended.name, ended.generation));
         }
-        for t in transforms {
-            let _ = t.await;
+        for (_, node) in t.transforms.drain() {
+            let _ = node.task.await;
         }
         let mut crashed = None;
-        for (name, s) in sinks {
-            if let Err(e) = s.await {
+        let sinks = t.sinks.drain().map(|(n, s)| (n, s.task));
+        for (name, task) in sinks.chain(t.retiring.drain(..)).collect::<Vec<_>>() {
+            if let Err(e) = task.await {
                 // Its batches were dropped unacknowledged: not lost, read
                 // again after a restart.
-                tracing::error!(sink = %name, error = %e, "sink task failed; what it held stays unacknowledged");
-                crashed.get_or_insert(format!("sink {name} failed: {e}"));
+                tracing::error!(component = %name, error = %e, "task failed; what it held stays unacknowledged");
+                crashed.get_or_insert(format!("{name} failed: {e}"));
             }
         }
         crashed
@@ -265,6 +229,301 @@ pub async fn run(
         (Some(f), _) => Outcome::Failed(f),
         (None, true) => Outcome::Drained,
         (None, false) => Outcome::GraceExpired,
+    }
+}
+
+/// The settings of a component as a comparable text: reload rebuilds a
+/// component exactly when this changes.
+fn config_of<K: std::fmt::Debug>(c: &Component<K>) -> String {
+    format!("{:?} <- {:?}", c.kind, c.inputs)
+}
+
+impl Topology {
+    /// Makes the running components what `p` describes (see the module
+    /// documentation); returns a summary of what changed.
+    fn apply(&mut self, p: &Pipeline) -> Result<String, String> {
+        let mut changes = Vec::new();
+        // Channels made here are held strongly until they are wired in.
+        let mut fresh: Vec<mpsc::Sender<SharedBatch>> = Vec::new();
+
+        let wanted: HashMap<&str, &Component<SinkKind>> =
+            p.sinks.iter().map(|c| (c.name.as_str(), c)).collect();
+        let stale: Vec<String> = self
+            .sinks
+            .iter()
+            .filter(|(n, r)| {
+                wanted
+                    .get(n.as_str())
+                    .is_none_or(|c| config_of(c) != r.config)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut predecessors: HashMap<String, JoinHandle<()>> = HashMap::new();
+        for name in stale {
+            let old = self.sinks.remove(&name).expect("listed above");
+            predecessors.insert(name, old.task);
+        }
+        for c in &p.sinks {
+            if self.sinks.contains_key(&c.name) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let before = predecessors.remove(&c.name);
+            changes.push(format!(
+                "{} sink {}",
+                if before.is_some() { "rebuilt" } else { "added" },
+                c.name
+            ));
+            let task = match before {
+                None => build::sink(c, rx, &self.cx)?,
+                Some(old) => {
+                    // Check it can be built now; start it once the old one
+                    // has delivered what it holds.
+                    let (c, cx) = (c.clone(), self.cx.clone());
+                    tokio::spawn(async move {
+                        let _ = old.await;
+                        match build::sink(&c, rx, &cx) {
+                            Ok(task) => {
+                                let _ = task.await;
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot start the reloaded sink"),
+                        }
+                    })
+                }
+            };
+            self.sinks.insert(
+                c.name.clone(),
+                RunningNode {
+                    config: config_of(c),
+                    inputs: c.inputs.clone(),
+                    input: tx.downgrade(),
+                    output: None,
+                    task,
+                },
+            );
+            fresh.push(tx);
+        }
+        for (name, task) in predecessors {
+            changes.push(format!("removed sink {name}"));
+            self.retiring.push((format!("sink {name}"), task));
+        }
+
+        let wanted: HashMap<&str, &Component<TransformKind>> =
+            p.transforms.iter().map(|c| (c.name.as_str(), c)).collect();
+        let stale: Vec<String> = self
+            .transforms
+            .iter()
+            .filter(|(n, r)| {
+                wanted
+                    .get(n.as_str())
+                    .is_none_or(|c| config_of(c) != r.config)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            let old = self.transforms.remove(&name).expect("listed above");
+            changes.push(format!(
+                "{} transform {name}",
+                if wanted.contains_key(name.as_str()) {
+                    "rebuilt"
+                } else {
+                    "removed"
+                }
+            ));
+            self.retiring.push((format!("transform {name}"), old.task));
+        }
+        // New transforms: every channel first, then each output wired to
+        // its consumers before anything can reach the transform's input.
+        let mut starting = Vec::new();
+        for c in &p.transforms {
+            if self.transforms.contains_key(&c.name) {
+                continue;
+            }
+            if !changes
+                .iter()
+                .any(|m| m.ends_with(&format!("transform {}", c.name)))
+            {
+                changes.push(format!("added transform {}", c.name));
+            }
+            let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+            let out = Fanout::default();
+            starting.push((c, rx, out.clone()));
+            self.transforms.insert(
+                c.name.clone(),
+                RunningNode {
+                    config: config_of(c),
+                    inputs: c.inputs.clone(),
+                    input: tx.downgrade(),
+                    output: Some(out),
+                    task: tokio::spawn(async {}),
+                },
+            );
+            fresh.push(tx);
+        }
+        for (c, rx, out) in starting {
+            out.set(self.senders_for(&c.name));
+            let task = build::transform(c, rx, out, &self.cx);
+            if let Some(node) = self.transforms.get_mut(&c.name) {
+                node.task = task;
+            }
+        }
+
+        let wanted: HashMap<&str, &Component<SourceKind>> =
+            p.sources.iter().map(|c| (c.name.as_str(), c)).collect();
+        let stale: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|(n, r)| {
+                wanted
+                    .get(n.as_str())
+                    .is_none_or(|c| config_of(c) != r.config)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in stale {
+            let old = self.sources.remove(&name).expect("listed above");
+            old.stop.trigger();
+            match wanted.get(name.as_str()) {
+                Some(c) => {
+                    changes.push(format!("rebuilt source {name}"));
+                    self.replacing.insert(name, (*c).clone());
+                }
+                None => changes.push(format!("removed source {name}")),
+            }
+        }
+        for c in &p.sources {
+            if self.sources.contains_key(&c.name) || self.replacing.contains_key(&c.name) {
+                continue;
+            }
+            changes.push(format!("added source {}", c.name));
+            self.start_source(c)?;
+        }
+
+        self.rewire();
+        drop(fresh);
+        if changes.is_empty() {
+            Ok("nothing changed".into())
+        } else {
+            Ok(changes.join(", "))
+        }
+    }
+
+    /// Starts a source with its fan-out already wired, so that nothing it
+    /// reads goes nowhere.
+    fn start_source(&mut self, c: &Component<SourceKind>) -> Result<(), String> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let stop = Shutdown::with_grace(self.grace);
+        if self.cx.shutdown.is_triggered() {
+            stop.trigger();
+        }
+        let output = Fanout::new(self.senders_for(&c.name));
+        let (name, ended) = (c.name.clone(), self.ended_tx.clone());
+        build::source(c, output.clone(), stop.clone(), &self.cx, move |result| {
+            let _ = ended.send(SourceEnded {
+                name,
+                generation,
+                result,
+            });
+        })?;
+        self.alive.insert((c.name.clone(), generation));
+        self.sources.insert(
+            c.name.clone(),
+            RunningSource {
+                config: config_of(c),
+                output,
+                stop,
+                generation,
+            },
+        );
+        Ok(())
+    }
+
+    /// The input channels of the components that read `name` now.
+    fn senders_for(&self, name: &str) -> Vec<mpsc::Sender<SharedBatch>> {
+        self.transforms
+            .values()
+            .chain(self.sinks.values())
+            .filter(|n| n.inputs.iter().any(|i| i == name))
+            .filter_map(|n| n.input.upgrade())
+            .collect()
+    }
+
+    /// Points every producer's fan-out at the consumers that read it now.
+    fn rewire(&self) {
+        for (name, t) in &self.transforms {
+            if let Some(out) = &t.output {
+                out.set(self.senders_for(name));
+            }
+        }
+        for (name, s) in &self.sources {
+            s.output.set(self.senders_for(name));
+        }
+    }
+
+    /// A source thread ended. Returns its error, which stops the pipeline.
+    fn source_ended(&mut self, ended: SourceEnded) -> Option<String> {
+        self.alive.remove(&(ended.name.clone(), ended.generation));
+        let current = self
+            .sources
+            .get(&ended.name)
+            .is_some_and(|s| s.generation == ended.generation);
+        if current {
+            self.sources.remove(&ended.name);
+        }
+        if let Err(e) = ended.result {
+            tracing::error!(source = %ended.name, error = %e, "source failed; stopping the pipeline");
+            return Some(format!("source {}: {e}", ended.name));
+        }
+        if let Some(c) = self.replacing.remove(&ended.name) {
+            // Its predecessor wrote its final checkpoints: resume from them.
+            if let Err(e) = self.start_source(&c) {
+                return Some(e);
+            }
+            self.rewire();
+        }
+        None
+    }
+
+    fn stop_sources(&self) {
+        for s in self.sources.values() {
+            s.stop.trigger();
+        }
+    }
+
+    /// Re-reads the pipeline and applies it; an invalid file changes nothing.
+    fn reload(&mut self, load: &Loader, m: &ReloadMetrics) -> Result<String, String> {
+        let p = match load() {
+            Ok(p) => p,
+            Err(errors) => {
+                m.failed.inc();
+                m.last_ok.set(0);
+                for e in &errors.0 {
+                    tracing::error!("reload: {e}");
+                }
+                tracing::error!(
+                    "reload failed: the pipeline file has errors; the running pipeline stays as it was"
+                );
+                return Err(errors.to_string());
+            }
+        };
+        if p.data_dir != self.cx.data_dir {
+            tracing::warn!("reload: a new data_dir takes effect only after a restart");
+        }
+        match self.apply(&p) {
+            Ok(summary) => {
+                m.ok.inc();
+                m.last_ok.set(1);
+                tracing::info!(changes = %summary, "pipeline reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                m.failed.inc();
+                m.last_ok.set(0);
+                tracing::error!(error = %e, "reload failed while starting a component");
+                Err(e)
+            }
+        }
     }
 }
 

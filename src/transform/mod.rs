@@ -55,4 +55,5 @@ pub async fn run(mut filter: Filter, mut input: mpsc::Receiver<SharedBatch>, out
             break;
         }
     }
+    output.close();
 }

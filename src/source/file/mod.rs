@@ -48,7 +48,7 @@ use crate::config::units::{ByteSize, Dur};
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
 use crate::telemetry::{Counter, Gauge};
-use crate::topology::fanout::{Closed, Fanout};
+use crate::topology::fanout::Closed;
 pub use discovery::{GlobError, Globs};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -425,7 +425,8 @@ impl Tailer {
     /// `--once` replay; once a stop is asked for, it ends with the grace
     /// period (sinks let go of what they hold then, which ends it anyway).
     fn finish(mut self, ack_rx: mpsc::Receiver<Settlement>) -> Result<(), String> {
-        self.ctx.output = Fanout::default();
+        // Nothing more is sent: sinks deliver what they hold, and report.
+        self.ctx.output.close();
         self.ack_tx = None;
         self.files.clear();
         self.metrics.open.set(0);
