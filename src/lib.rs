@@ -11,6 +11,7 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod metrics;
+pub mod redact;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -247,6 +247,8 @@ impl Checker {
             (Some(x), Some(p)) => Some(x.original_pos(p)),
             (_, p) => p,
         };
+        // A URL in a message keeps its user but not its password.
+        let message = crate::redact::redact_urls_in(&message).into_owned();
         ConfigError {
             file: self.origin.clone(),
             pos,

@@ -151,3 +151,16 @@ fn every_problem_is_reported_at_once() {
     let errs = check(text).unwrap_err();
     assert!(errs.len() >= 3, "{errs:?}");
 }
+
+#[test]
+fn a_password_in_a_url_is_not_printed() {
+    let text = "sources:\n  a: {type: stdin}\nsinks:\n  l:\n    type: loki\n    inputs: [a]\n    endpoint: htp://weir:pa55word@loki:3100\n    labels: {app: x}\n";
+    let errs = check(text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .starts_with("p.yaml:7:15: sinks.l: `htp://weir:***@loki:3100` is not an http(s) URL"),
+        "{errs:?}"
+    );
+    assert!(!errs[0].contains("pa55word"), "{errs:?}");
+}
