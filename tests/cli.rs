@@ -264,3 +264,48 @@ fn a_busy_api_port_is_a_clear_runtime_error() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn validate_never_echoes_a_secret_from_the_environment() {
+    let s = Scratch::new();
+    let secret = "hunter2-W3irSecret-0xC0FFEE";
+    let p = pipeline(
+        &s,
+        "secret.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  loki:\n    type: loki\n    inputs: [in]\n    endpoint: ${LOKI_URL}\n    labels: {app: x}\n    auth: \"${LOKI_PW}\"\n",
+    );
+    let out = s
+        .weir(&["validate", &p])
+        .env("LOKI_PW", secret)
+        .env("LOKI_URL", format!("loki-host-{secret}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("W3irSecret"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{p}:9:11: sinks.loki: ")) && stderr.contains("\"${LOKI_PW}\""),
+        "{stderr}"
+    );
+    // With the password where it belongs, the URL check speaks of `${LOKI_URL}`.
+    let p = pipeline(
+        &s,
+        "secret.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  loki:\n    type: loki\n    inputs: [in]\n    endpoint: ${LOKI_URL}\n    labels: {app: x}\n    auth: {user: weir, password: \"${LOKI_PW}\"}\n",
+    );
+    let out = s
+        .weir(&["validate", &p])
+        .env("LOKI_PW", secret)
+        .env("LOKI_URL", format!("loki-host-{secret}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("W3irSecret"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{p}:7:15: sinks.loki: `${{LOKI_URL}}` is not an http(s) URL"
+        )),
+        "{stderr}"
+    );
+}

@@ -20,6 +20,7 @@
 //! Building the running components is the topology's job, not this module's.
 
 pub mod env;
+pub mod mask;
 pub mod node;
 pub mod units;
 
@@ -202,6 +203,7 @@ impl Pipeline {
             named: Vec::new(),
             lints: Vec::new(),
             expanded: None,
+            masks: mask::Masks::default(),
             errors: Vec::new(),
         };
         let expanded = match env::expand(text, env) {
@@ -213,6 +215,7 @@ impl Pipeline {
                 return Err(ConfigErrors(cx.errors));
             }
         };
+        cx.masks = mask::Masks::new(&expanded);
         let root = match Node::parse(&expanded.text) {
             Ok(n) => n,
             Err((pos, message)) => {
@@ -221,6 +224,7 @@ impl Pipeline {
                 return Err(ConfigErrors(cx.errors));
             }
         };
+        cx.masks.add_tree(&expanded, &root);
         cx.expanded = Some(expanded);
         let pipeline = cx.pipeline(&root);
         match pipeline {
@@ -238,6 +242,8 @@ struct Checker {
     /// Warnings found while reading components.
     lints: Vec<ConfigError>,
     expanded: Option<env::Expanded>,
+    /// What messages must not show: values from the environment.
+    masks: mask::Masks,
     errors: Vec<ConfigError>,
 }
 
@@ -247,7 +253,9 @@ impl Checker {
             (Some(x), Some(p)) => Some(x.original_pos(p)),
             (_, p) => p,
         };
-        // A URL in a message keeps its user but not its password.
+        // Values from the environment are shown as written (`${LOKI_PW}`),
+        // and a URL keeps its user but not its password.
+        let message = self.masks.apply(&message);
         let message = crate::redact::redact_urls_in(&message).into_owned();
         ConfigError {
             file: self.origin.clone(),

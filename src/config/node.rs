@@ -36,11 +36,21 @@ pub enum NodeKind {
     Map(Vec<(Node, Node)>),
 }
 
+/// Where a node was written in the (expanded) text, in characters from the
+/// start; for a scalar, its whole text, quotes included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub offset: u64,
+    pub len: u64,
+}
+
 /// One YAML node and the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub kind: NodeKind,
     pub pos: Pos,
+    /// `None` when the parser did not say.
+    pub span: Option<Span>,
 }
 
 impl Node {
@@ -51,6 +61,7 @@ impl Node {
             return Ok(Node {
                 kind: NodeKind::Map(Vec::new()),
                 pos: Pos { line: 1, column: 1 },
+                span: None,
             });
         }
         // YAML 1.2 booleans only: `n`, `no`, `off` stay strings (the
@@ -112,6 +123,7 @@ impl Node {
                         .collect(),
                 ),
                 pos: self.pos,
+                span: self.span,
             },
             _ => self.clone(),
         }
@@ -130,12 +142,17 @@ fn first_line(s: &str) -> String {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<NodeKind>::deserialize(d)?;
+        let span = spanned.defined.span();
         Ok(Node {
             kind: spanned.value,
             pos: Pos {
                 line: spanned.defined.line(),
                 column: spanned.defined.column(),
             },
+            span: (span != serde_saphyr::Span::UNKNOWN).then(|| Span {
+                offset: span.offset(),
+                len: span.len(),
+            }),
         })
     }
 }
@@ -329,6 +346,17 @@ pub struct NodeDeserializer<'a> {
 }
 
 impl NodeDeserializer<'_> {
+    /// What the node is, with its value when it is a scalar.
+    fn found(&self) -> String {
+        match &self.node.kind {
+            NodeKind::Bool(b) => format!("boolean `{b}`"),
+            NodeKind::Int(i) => format!("integer `{i}`"),
+            NodeKind::Float(f) => format!("number `{f}`"),
+            NodeKind::Str(s) => format!("string \"{s}\""),
+            _ => self.node.describe().to_string(),
+        }
+    }
+
     fn invalid(&self, exp: &dyn de::Expected) -> NodeError {
         NodeError::at(
             self.node.pos,
@@ -432,6 +460,25 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         .map_err(|e: NodeError| e.or_at(pos))
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, NodeError> {
+        match &self.node.kind {
+            NodeKind::Map(_) => self.deserialize_any(v),
+            _ => Err(NodeError::at(
+                self.node.pos,
+                format!(
+                    "expected a mapping with the keys {}, found {}",
+                    list(fields),
+                    self.found()
+                ),
+            )),
+        }
+    }
+
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -442,7 +489,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 
     serde::forward_to_deserialize_any! {
         i128 u128 char bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct identifier ignored_any
+        tuple_struct map identifier ignored_any
     }
 }
 

@@ -164,3 +164,85 @@ fn a_password_in_a_url_is_not_printed() {
     );
     assert!(!errs[0].contains("pa55word"), "{errs:?}");
 }
+
+fn check_with(text: &str, vars: &[(&str, &str)]) -> Result<Pipeline, Vec<String>> {
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    Pipeline::from_text(text, "p.yaml", lookup)
+        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+}
+
+const SECRET: &str = "hunter2-Sup3rSecret";
+
+fn loki_with(lines: &str) -> String {
+    format!(
+        "sources:\n  a: {{type: stdin}}\nsinks:\n  l:\n    type: loki\n    inputs: [a]\n    labels: {{app: x}}\n{lines}"
+    )
+}
+
+#[test]
+fn a_secret_given_to_the_wrong_key_is_not_echoed() {
+    let text = loki_with("    endpoint: http://loki:3100\n    auth: \"${LOKI_PW}\"\n");
+    let errs = check_with(&text, &[("LOKI_PW", SECRET)]).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("p.yaml:9:11: sinks.l: "), "{errs:?}");
+    assert!(errs[0].contains("\"${LOKI_PW}\""), "{errs:?}");
+    assert!(
+        errs[0].contains("the value of `LOKI_PW` comes from the environment and is not shown"),
+        "{errs:?}"
+    );
+    assert!(!errs[0].contains(SECRET), "{errs:?}");
+}
+
+#[test]
+fn env_values_are_not_echoed_in_variant_url_address_or_key_errors() {
+    let vars = [
+        ("ENC", SECRET),
+        ("LOKI_URL", "not a url but a Sup3rSecret"),
+        ("ADDR", "Sup3rSecret-address"),
+        ("KEY", "Sup3rSecret-key"),
+        ("SHORT", "jsn"),
+    ];
+    let text = format!(
+        "api: {{address: \"${{ADDR}}\"}}\n{}",
+        loki_with("    endpoint: ${LOKI_URL}\n    encoding: ${ENC}\n")
+    );
+    let errs = check_with(&text, &vars).unwrap_err();
+    let all = errs.join("\n");
+    assert!(!all.contains("Sup3rSecret"), "{all}");
+    assert!(
+        all.contains("p.yaml:1:16: api: `${ADDR}` is not an address to listen on"),
+        "{all}"
+    );
+    assert!(
+        all.contains("p.yaml:10:15: sinks.l: unknown value `${ENC}`"),
+        "{all}"
+    );
+    // Once the encoding is right, the URL check runs.
+    let text = loki_with("    endpoint: ${LOKI_URL}\n");
+    let errs = check_with(&text, &vars).unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:8:15: sinks.l: `${LOKI_URL}` is not an http(s) URL, e.g. http://127.0.0.1:3100 (the value of `LOKI_URL` comes from the environment and is not shown)"
+        ]
+    );
+    // A key, and a short value with a suggestion.
+    let text = loki_with("    endpoint: http://l\n    ${KEY}: 1\n    encoding: ${SHORT}\n");
+    let errs = check_with(&text, &vars).unwrap_err().join("\n");
+    assert!(!errs.contains("Sup3rSecret"), "{errs}");
+    assert!(errs.contains("unknown key `${KEY}`"), "{errs}");
+}
+
+#[test]
+fn a_value_from_a_default_is_shown() {
+    let text = loki_with("    endpoint: ${NOT_SET:-nonsense}\n");
+    let errs = check_with(&text, &[]).unwrap_err();
+    assert!(
+        errs[0].contains("`nonsense` is not an http(s) URL"),
+        "{errs:?}"
+    );
+}
