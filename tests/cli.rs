@@ -309,3 +309,23 @@ fn validate_never_echoes_a_secret_from_the_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validate_reports_a_duplicate_key_in_weirs_words() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "dup.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: a.ndjson\n    path: b.ndjson\n",
+    );
+    let out = s.weir(&["validate", &p]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{p}:8:5: sinks.out: duplicate key `path`: it is already defined at line 7; remove one of the two"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
+}

@@ -40,7 +40,7 @@ use crate::source::multiline::{Joiner, MultilineConfig};
 use crate::source::stdin::StdinConfig;
 use crate::transform::FilterConfig;
 use crate::transform::condition::Condition;
-use node::{Node, NodeKind, Pos, suggest, unknown_key_message};
+use node::{Node, NodeKind, Pos, Seg, suggest, unknown_key_message};
 use units::Dur;
 
 /// The pipeline that `weir run` uses when no file is given.
@@ -216,7 +216,7 @@ impl Pipeline {
             }
         };
         cx.masks = mask::Masks::new(&expanded);
-        let root = match Node::parse(&expanded.text) {
+        let (root, duplicates) = match Node::parse_document(&expanded.text) {
             Ok(n) => n,
             Err((pos, message)) => {
                 let pos = pos.map(|p| expanded.original_pos(p));
@@ -226,6 +226,10 @@ impl Pipeline {
         };
         cx.masks.add_tree(&expanded, &root);
         cx.expanded = Some(expanded);
+        for e in duplicates {
+            let component = component_of(&e.path);
+            cx.push(e.pos, component.as_deref(), e.message);
+        }
         let pipeline = cx.pipeline(&root);
         match pipeline {
             Some(p) if cx.errors.is_empty() => Ok(p),
@@ -734,6 +738,19 @@ impl Checker {
             ));
         }
         warnings
+    }
+}
+
+/// `sources.app`, `api`, … for a path from the top of the file.
+fn component_of(path: &[Seg]) -> Option<String> {
+    match path {
+        [Seg::Key(section), Seg::Key(name), ..]
+            if ["sources", "transforms", "sinks"].contains(&section.as_str()) =>
+        {
+            Some(format!("{section}.{name}"))
+        }
+        [Seg::Key(top), ..] if top == "api" => Some("api".into()),
+        _ => None,
     }
 }
 

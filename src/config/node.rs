@@ -55,26 +55,81 @@ pub struct Node {
 
 impl Node {
     /// Parses a whole YAML document. The error is rendered by serde-saphyr and
-    /// carries its own position.
+    /// carries its own position. A key written twice in one mapping is an
+    /// error too.
     pub fn parse(text: &str) -> Result<Node, (Option<Pos>, String)> {
+        let (node, duplicates) = Node::parse_document(text)?;
+        match duplicates.into_iter().next() {
+            Some(e) => Err((e.pos, e.message)),
+            None => Ok(node),
+        }
+    }
+
+    /// Parses a whole YAML document, and takes out every key written again
+    /// in the same mapping (the first stays), each with an error at the
+    /// repeated key, so that the rest can still be checked.
+    pub fn parse_document(text: &str) -> Result<(Node, Vec<NodeError>), (Option<Pos>, String)> {
         if text.trim().is_empty() {
-            return Ok(Node {
+            let empty = Node {
                 kind: NodeKind::Map(Vec::new()),
                 pos: Pos { line: 1, column: 1 },
                 span: None,
-            });
+            };
+            return Ok((empty, Vec::new()));
         }
         // YAML 1.2 booleans only: `n`, `no`, `off` stay strings (the
-        // "Norway problem"), so `value: n` names a field.
+        // "Norway problem"), so `value: n` names a field. Repeated keys are
+        // passed through and reported here, in weir's words.
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
-        serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+        let mut node = serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
             let pos = e.location().map(|l| Pos {
                 line: l.line(),
                 column: l.column(),
             });
             (pos, first_line(&e.to_string()))
-        })
+        })?;
+        let mut duplicates = Vec::new();
+        node.remove_duplicate_keys(&mut Vec::new(), &mut duplicates);
+        Ok((node, duplicates))
+    }
+
+    fn remove_duplicate_keys(&mut self, path: &mut Vec<Seg>, out: &mut Vec<NodeError>) {
+        match &mut self.kind {
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    path.push(Seg::Index(i));
+                    item.remove_duplicate_keys(path, out);
+                    path.pop();
+                }
+            }
+            NodeKind::Map(entries) => {
+                let mut kept: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+                for (k, mut v) in entries.drain(..) {
+                    if let Some((first, _)) = kept.iter().find(|(f, _)| same_key(f, &k)) {
+                        out.push(NodeError {
+                            path: path.clone(),
+                            ..NodeError::at(
+                                k.pos,
+                                format!(
+                                    "duplicate key `{}`: it is already defined at line {}; remove one of the two",
+                                    k.key_text(),
+                                    first.pos.line
+                                ),
+                            )
+                        });
+                        continue;
+                    }
+                    path.push(Seg::Key(k.key_text()));
+                    v.remove_duplicate_keys(path, out);
+                    path.pop();
+                    kept.push((k, v));
+                }
+                *entries = kept;
+            }
+            _ => {}
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -97,6 +152,19 @@ impl Node {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// A mapping key as text: a string as it is, another scalar as YAML
+    /// writes it.
+    pub fn key_text(&self) -> String {
+        match &self.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            NodeKind::Bool(b) => b.to_string(),
+            NodeKind::Null => "null".into(),
+            NodeKind::Seq(_) | NodeKind::Map(_) => format!("<{}>", self.describe()),
+        }
     }
 
     /// What this node is, in words for an error message.
@@ -132,6 +200,19 @@ impl Node {
     /// Deserializes a typed value from this node.
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
         T::deserialize(NodeDeserializer { node: self })
+    }
+}
+
+/// Whether two mapping keys are the same key (scalars only: a list or a
+/// mapping as a key is never taken for another).
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (NodeKind::Str(x), NodeKind::Str(y)) => x == y,
+        (NodeKind::Int(x), NodeKind::Int(y)) => x == y,
+        (NodeKind::Float(x), NodeKind::Float(y)) => x.to_bits() == y.to_bits(),
+        (NodeKind::Bool(x), NodeKind::Bool(y)) => x == y,
+        (NodeKind::Null, NodeKind::Null) => true,
+        _ => false,
     }
 }
 
@@ -214,22 +295,49 @@ impl<'de> Deserialize<'de> for NodeKind {
     }
 }
 
+/// One step from a node to a node below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// The entry of a mapping with this key.
+    Key(String),
+    /// An item of a list.
+    Index(usize),
+}
+
 /// An error found while turning a node into a typed value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeError {
     pub pos: Option<Pos>,
     pub message: String,
+    /// From the node deserialized to the entry at fault: the key that is
+    /// unknown, or whose value is wrong. Empty when the node itself is wrong.
+    pub path: Vec<Seg>,
+    /// For "missing key" errors: the key (the path leads to the mapping).
+    pub missing: Option<String>,
 }
 
 impl NodeError {
     pub fn at(pos: Pos, message: impl Into<String>) -> Self {
         NodeError {
             pos: Some(pos),
+            ..NodeError::new(message)
+        }
+    }
+    fn new(message: impl Into<String>) -> Self {
+        NodeError {
+            pos: None,
             message: message.into(),
+            path: Vec::new(),
+            missing: None,
         }
     }
     fn or_at(mut self, pos: Pos) -> Self {
         self.pos.get_or_insert(pos);
+        self
+    }
+    /// Records that the error is below `seg` (called from the inside out).
+    fn below(mut self, seg: Seg) -> Self {
+        self.path.insert(0, seg);
         self
     }
 }
@@ -244,10 +352,7 @@ impl std::error::Error for NodeError {}
 
 impl de::Error for NodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        NodeError {
-            pos: None,
-            message: msg.to_string(),
-        }
+        NodeError::new(msg.to_string())
     }
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
@@ -257,17 +362,11 @@ impl de::Error for NodeError {
             de::Unexpected::Unit => "nothing (null)".to_string(),
             other => other.to_string(),
         };
-        NodeError {
-            pos: None,
-            message: format!("expected {exp}, found {found}"),
-        }
+        NodeError::new(format!("expected {exp}, found {found}"))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        NodeError {
-            pos: None,
-            message: unknown_key_message(field, expected),
-        }
+        NodeError::new(unknown_key_message(field, expected))
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -278,7 +377,14 @@ impl de::Error for NodeError {
         if let Some(s) = suggest(variant, expected.iter().copied()) {
             message.push_str(&format!(" (did you mean `{s}`?)"));
         }
-        NodeError { pos: None, message }
+        NodeError::new(message)
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        NodeError {
+            missing: Some(field.to_string()),
+            ..NodeError::new(format!("missing key `{field}`: add `{field}: …`"))
+        }
     }
 }
 
@@ -397,10 +503,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
             NodeKind::Int(i) => v.visit_i64(*i),
             NodeKind::Float(f) => v.visit_f64(*f),
             NodeKind::Str(s) => v.visit_str(s),
-            NodeKind::Seq(items) => v.visit_seq(SeqNodes { iter: items.iter() }),
+            NodeKind::Seq(items) => v.visit_seq(SeqNodes {
+                iter: items.iter().enumerate(),
+            }),
             NodeKind::Map(items) => v.visit_map(MapNodes {
                 iter: items.iter(),
-                value: None,
+                entry: None,
             }),
         }
         .map_err(|e| e.or_at(pos))
@@ -494,7 +602,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 }
 
 struct SeqNodes<'a> {
-    iter: std::slice::Iter<'a, Node>,
+    iter: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
 }
 
 impl<'de> SeqAccess<'de> for SeqNodes<'_> {
@@ -504,10 +612,10 @@ impl<'de> SeqAccess<'de> for SeqNodes<'_> {
         seed: T,
     ) -> Result<Option<T::Value>, NodeError> {
         match self.iter.next() {
-            Some(node) => seed
+            Some((i, node)) => seed
                 .deserialize(NodeDeserializer { node })
                 .map(Some)
-                .map_err(|e| e.or_at(node.pos)),
+                .map_err(|e| e.or_at(node.pos).below(Seg::Index(i))),
             None => Ok(None),
         }
     }
@@ -515,7 +623,7 @@ impl<'de> SeqAccess<'de> for SeqNodes<'_> {
 
 struct MapNodes<'a> {
     iter: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    entry: Option<&'a (Node, Node)>,
 }
 
 impl<'de> MapAccess<'de> for MapNodes<'_> {
@@ -525,20 +633,21 @@ impl<'de> MapAccess<'de> for MapNodes<'_> {
         seed: K,
     ) -> Result<Option<K::Value>, NodeError> {
         match self.iter.next() {
-            Some((k, v)) => {
-                self.value = Some(v);
+            Some(entry) => {
+                self.entry = Some(entry);
+                let k = &entry.0;
                 seed.deserialize(NodeDeserializer { node: k })
                     .map(Some)
-                    .map_err(|e| e.or_at(k.pos))
+                    .map_err(|e| e.or_at(k.pos).below(Seg::Key(k.key_text())))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, NodeError> {
-        let node = self.value.take().expect("value follows key");
+        let (k, node) = self.entry.take().expect("value follows key");
         seed.deserialize(NodeDeserializer { node })
-            .map_err(|e| e.or_at(node.pos))
+            .map_err(|e| e.or_at(node.pos).below(Seg::Key(k.key_text())))
     }
 }
 
@@ -593,6 +702,48 @@ mod tests {
         assert_eq!(doc.get("a").unwrap().as_str(), Some("n"));
         assert_eq!(doc.get("b").unwrap().as_str(), Some("off"));
         assert_eq!(doc.get("c").unwrap().kind, NodeKind::Bool(true));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_in_weirs_words_and_the_first_kept() {
+        let text = "a:\n  x: 1\n  y: 2\n  x: 3\nb: [{k: 1, k: 2}]\na: again\n";
+        let (doc, dups) = Node::parse_document(text).unwrap();
+        let got: Vec<(Option<Pos>, &str, &[Seg])> = dups
+            .iter()
+            .map(|e| (e.pos, e.message.as_str(), e.path.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(Pos { line: 4, column: 3 }),
+                    "duplicate key `x`: it is already defined at line 2; remove one of the two",
+                    &[Seg::Key("a".into())][..]
+                ),
+                (
+                    Some(Pos {
+                        line: 5,
+                        column: 12
+                    }),
+                    "duplicate key `k`: it is already defined at line 5; remove one of the two",
+                    &[Seg::Key("b".into()), Seg::Index(0)][..]
+                ),
+                (
+                    Some(Pos { line: 6, column: 1 }),
+                    "duplicate key `a`: it is already defined at line 1; remove one of the two",
+                    &[][..]
+                ),
+            ]
+        );
+        let a = doc.get("a").unwrap();
+        assert_eq!(a.get("x").unwrap().kind, NodeKind::Int(1));
+        assert_eq!(a.as_map().unwrap().len(), 2);
+        assert!(
+            Node::parse(text)
+                .unwrap_err()
+                .1
+                .starts_with("duplicate key `x`")
+        );
     }
 
     #[test]

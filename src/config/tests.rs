@@ -246,3 +246,22 @@ fn a_value_from_a_default_is_shown() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn duplicate_keys_are_reported_with_the_first_line_and_all_at_once() {
+    let text = GOOD
+        .replace("    type: stdin\n", "    type: stdin\n    type: file\n")
+        .replace(
+            "    path: ./out/%Y-%m-%d.ndjson\n",
+            "    path: ./out/%Y-%m-%d.ndjson\n    path: ./other.ndjson\n",
+        );
+    let errs = check(&text).unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:7:5: sources.pipe: duplicate key `type`: it is already defined at line 6; remove one of the two",
+            "p.yaml:18:5: sinks.out: duplicate key `path`: it is already defined at line 17; remove one of the two",
+        ]
+    );
+    assert!(!errs.join("\n").contains("DuplicateKeyPolicy"));
+}
