@@ -329,3 +329,24 @@ fn validate_reports_a_duplicate_key_in_weirs_words() {
     );
     assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
 }
+
+#[test]
+fn validate_reports_every_problem_of_a_component() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "many.yaml",
+        "sources:\n  in:\n    type: file\n    include: ['logs/*.log']\n    poll_interval: often\n    bogus: 1\n    fingerprint_bytes: lots\nsinks:\n  out: {type: file, inputs: [in], path: x.ndjson}\n",
+    );
+    let out = s.weir(&["validate", &p]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!("{p}:5:20: sources.in: `often` is not a duration"),
+        format!("{p}:6:5: sources.in: unknown key `bogus`"),
+        format!("{p}:7:24: sources.in: expected a whole number, 0 or more, found string \"lots\""),
+    ] {
+        assert!(stderr.contains(&want), "want {want}\ngot {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}

@@ -274,16 +274,18 @@ impl Checker {
         self.errors.push(e);
     }
 
-    /// Deserializes a node, recording the error if any.
+    /// Deserializes a node, recording every error in it.
     fn typed<T: serde::de::DeserializeOwned>(
         &mut self,
         node: &Node,
         component: Option<&str>,
     ) -> Option<T> {
-        match node.deserialize::<T>() {
+        match node.deserialize_all::<T>() {
             Ok(v) => Some(v),
-            Err(e) => {
-                self.push(e.pos.or(Some(node.pos)), component, e.message);
+            Err(errors) => {
+                for e in errors {
+                    self.push(e.pos.or(Some(node.pos)), component, e.message);
+                }
                 None
             }
         }

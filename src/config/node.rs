@@ -201,6 +201,80 @@ impl Node {
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
         T::deserialize(NodeDeserializer { node: self })
     }
+
+    /// Like [`Node::deserialize`], but finds every problem, not just the
+    /// first: after each error the entry at fault is taken out and the rest
+    /// is read again. A key that is then missing only because it was taken
+    /// out (or because it was misspelt, and the error said so) is not
+    /// reported; the mapping that needs it is taken out in turn.
+    pub fn deserialize_all<T: de::DeserializeOwned>(&self) -> Result<T, Vec<NodeError>> {
+        let mut work: Option<Node> = None;
+        let mut removed: Vec<Vec<Seg>> = Vec::new();
+        // Where a misspelt key was, and the key it was meant to be.
+        let mut typos: Vec<(Vec<Seg>, String)> = Vec::new();
+        let mut errors = Vec::new();
+        loop {
+            let e = match work.as_ref().unwrap_or(self).deserialize::<T>() {
+                Ok(v) if errors.is_empty() => return Ok(v),
+                Ok(_) => return Err(errors),
+                Err(e) => e,
+            };
+            let ours = e.missing.as_ref().is_some_and(|key| {
+                let mut p = e.path.clone();
+                p.push(Seg::Key(key.clone()));
+                removed.contains(&p) || typos.iter().any(|(at, k)| *at == e.path && k == key)
+            });
+            if let (Some(s), Some((_, container))) = (&e.suggested, e.path.split_last()) {
+                typos.push((container.to_vec(), s.clone()));
+            }
+            let target = e.path.clone();
+            if !ours {
+                errors.push(e);
+            }
+            if target.is_empty() || !work.get_or_insert_with(|| self.clone()).remove_at(&target) {
+                return Err(errors);
+            }
+            removed.push(target);
+        }
+    }
+
+    /// Takes out the entry or item at `path`; false if there is none.
+    fn remove_at(&mut self, path: &[Seg]) -> bool {
+        let Some((last, parents)) = path.split_last() else {
+            return false;
+        };
+        let mut cur = self;
+        for seg in parents {
+            let next = match (&mut cur.kind, seg) {
+                (NodeKind::Map(m), Seg::Key(k)) => m
+                    .iter_mut()
+                    .find(|(key, _)| key.key_text() == *k)
+                    .map(|(_, v)| v),
+                (NodeKind::Seq(items), Seg::Index(i)) => items.get_mut(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return false,
+            }
+        }
+        match (&mut cur.kind, last) {
+            (NodeKind::Map(m), Seg::Key(k)) => {
+                match m.iter().position(|(key, _)| key.key_text() == *k) {
+                    Some(i) => {
+                        m.remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (NodeKind::Seq(items), Seg::Index(i)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether two mapping keys are the same key (scalars only: a list or a
@@ -314,6 +388,8 @@ pub struct NodeError {
     pub path: Vec<Seg>,
     /// For "missing key" errors: the key (the path leads to the mapping).
     pub missing: Option<String>,
+    /// For an unknown key: the known key it is probably a typo of.
+    pub suggested: Option<String>,
 }
 
 impl NodeError {
@@ -329,6 +405,7 @@ impl NodeError {
             message: message.into(),
             path: Vec::new(),
             missing: None,
+            suggested: None,
         }
     }
     fn or_at(mut self, pos: Pos) -> Self {
@@ -362,11 +439,18 @@ impl de::Error for NodeError {
             de::Unexpected::Unit => "nothing (null)".to_string(),
             other => other.to_string(),
         };
-        NodeError::new(format!("expected {exp}, found {found}"))
+        NodeError::new(format!("expected {}, found {found}", expected_words(exp)))
+    }
+
+    fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        NodeError::new(format!("expected {}, found {unexp}", expected_words(exp)))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        NodeError::new(unknown_key_message(field, expected))
+        NodeError {
+            suggested: suggest(field, expected.iter().copied()).map(str::to_string),
+            ..NodeError::new(unknown_key_message(field, expected))
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -385,6 +469,18 @@ impl de::Error for NodeError {
             missing: Some(field.to_string()),
             ..NodeError::new(format!("missing key `{field}`: add `{field}: …`"))
         }
+    }
+}
+
+/// What serde expects, in the words of a YAML file.
+fn expected_words(exp: &dyn de::Expected) -> String {
+    let e = exp.to_string();
+    match e.as_str() {
+        "a sequence" => "a list".into(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        _ => e,
     }
 }
 
@@ -466,7 +562,7 @@ impl NodeDeserializer<'_> {
     fn invalid(&self, exp: &dyn de::Expected) -> NodeError {
         NodeError::at(
             self.node.pos,
-            format!("expected {exp}, found {}", self.node.describe()),
+            format!("expected {}, found {}", expected_words(exp), self.found()),
         )
     }
 }
@@ -743,6 +839,65 @@ mod tests {
                 .unwrap_err()
                 .1
                 .starts_with("duplicate key `x`")
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Opts,
+        #[serde(default)]
+        list: Vec<u32>,
+        #[serde(default)]
+        flag: bool,
+    }
+
+    #[test]
+    fn every_error_of_a_value_is_found() {
+        let doc = Node::parse(
+            "name: [x]\ninner: {path: p, cuont: 1, count: many}\nlist: [1, two, 3, four]\nflag: maybe\nbogus: 1\n",
+        )
+        .unwrap();
+        let errs = doc.deserialize_all::<Outer>().unwrap_err();
+        let got: Vec<(u64, &str)> = errs
+            .iter()
+            .map(|e| (e.pos.unwrap().line, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 7, "{got:#?}");
+        assert!(got[0].1.contains("found a list"), "{got:#?}");
+        assert!(got[1].1.contains("did you mean `count`"), "{got:#?}");
+        assert_eq!(
+            got[2].1,
+            "expected a whole number, 0 or more, found string \"many\""
+        );
+        assert!(got[3].1.contains("\"two\""), "{got:#?}");
+        assert!(got[4].1.contains("\"four\""), "{got:#?}");
+        assert_eq!(got[5].0, 4, "{got:#?}");
+        assert!(got[6].1.starts_with("unknown key `bogus`"), "{got:#?}");
+        // No "missing key" for the keys taken out because they were wrong.
+        assert!(!got.iter().any(|(_, m)| m.contains("missing")), "{got:#?}");
+    }
+
+    #[test]
+    fn a_key_really_missing_is_reported_beside_the_other_errors() {
+        let doc = Node::parse("inner: {count: x}\nflag: 3\n").unwrap();
+        let errs = doc.deserialize_all::<Outer>().unwrap_err();
+        let msgs: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:#?}");
+        assert_eq!(
+            msgs[0],
+            "expected a whole number, 0 or more, found string \"x\""
+        );
+        assert_eq!(msgs[1], "missing key `path`: add `path: …`");
+        assert!(msgs[2].contains("found integer `3`"), "{msgs:#?}");
+        assert_eq!(msgs[3], "missing key `name`: add `name: …`");
+        assert!(
+            Node::parse("name: n\ninner: {path: p}\n")
+                .unwrap()
+                .deserialize_all::<Outer>()
+                .is_ok()
         );
     }
 

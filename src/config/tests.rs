@@ -265,3 +265,26 @@ fn duplicate_keys_are_reported_with_the_first_line_and_all_at_once() {
     );
     assert!(!errs.join("\n").contains("DuplicateKeyPolicy"));
 }
+
+#[test]
+fn every_bad_key_and_value_of_one_component_is_reported() {
+    let text = "sources:\n  app:\n    type: file\n    include: ./logs/*.log\n    poll_interval: often\n    fingerprint_bytes: many\n    bogus: 1\n    decode: {codec: jsn, on_eror: keep}\nsinks:\n  o:\n    type: file\n    inputs: [app]\n    pth: x\n    batch: {timeout: soon, max_events: -1}\n";
+    let errs = check(text).unwrap_err();
+    let want = [
+        "p.yaml:4:14: sources.app: expected a list, found string \"./logs/*.log\"",
+        "p.yaml:5:20: sources.app: `often` is not a duration",
+        "p.yaml:6:24: sources.app: expected a whole number, 0 or more, found string \"many\"",
+        "p.yaml:7:5: sources.app: unknown key `bogus` (valid keys: `include`,",
+        "p.yaml:8:21: sources.app: unknown value `jsn`, expected one of `json`, `regex`, `raw` (did you mean `json`?)",
+        "p.yaml:8:26: sources.app: unknown key `on_eror`: did you mean `on_error`?",
+        "p.yaml:13:5: sinks.o: unknown key `pth`: did you mean `path`?",
+        "p.yaml:14:22: sinks.o: `soon` is not a duration",
+        "p.yaml:14:40: sinks.o: expected a whole number, 0 or more, found integer `-1`",
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for (e, w) in errs.iter().zip(want) {
+        assert!(e.starts_with(w), "want {w}\n got {e}\nall: {errs:#?}");
+    }
+    // `path` is missing, but the typo's suggestion already says so.
+    assert!(!errs.iter().any(|e| e.contains("missing key")), "{errs:#?}");
+}
