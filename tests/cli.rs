@@ -350,3 +350,29 @@ fn validate_reports_every_problem_of_a_component() {
     }
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
 }
+
+#[test]
+fn an_empty_or_comment_only_pipeline_is_a_config_error() {
+    let s = Scratch::new();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("comments.yaml", "# sources: to come\n\n# sinks: later\n"),
+    ] {
+        let p = pipeline(&s, name, text);
+        let out = s.weir(&["validate", &p]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{p}:1:1: the pipeline is empty: define at least one source and one sink"
+            )),
+            "{name}: {stderr}"
+        );
+        let out = s
+            .weir(&["run", &p, "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+    }
+}

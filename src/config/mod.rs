@@ -292,6 +292,17 @@ impl Checker {
     }
 
     fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
+        // A file of comments only is an empty document.
+        let empty = Node {
+            kind: NodeKind::Map(Vec::new()),
+            pos: Pos { line: 1, column: 1 },
+            span: None,
+        };
+        let root = if root.kind == NodeKind::Null {
+            &empty
+        } else {
+            root
+        };
         let Some(map) = root.as_map() else {
             self.push(
                 Some(root.pos),
@@ -454,6 +465,13 @@ impl Checker {
             }
         });
 
+        if self.named.is_empty() {
+            self.push(
+                Some(Pos { line: 1, column: 1 }),
+                None,
+                "the pipeline is empty: define at least one source and one sink, e.g. `sources: {app: {type: file, include: [\"./logs/*.log\"]}}` and `sinks: {out: {type: console, inputs: [app]}}`".into(),
+            );
+        }
         let p = Pipeline {
             origin: self.origin.clone(),
             data_dir: data_dir?,

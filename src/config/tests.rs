@@ -288,3 +288,24 @@ fn every_bad_key_and_value_of_one_component_is_reported() {
     // `path` is missing, but the typo's suggestion already says so.
     assert!(!errs.iter().any(|e| e.contains("missing key")), "{errs:#?}");
 }
+
+#[test]
+fn an_empty_pipeline_is_an_error() {
+    for text in [
+        "",
+        "\n  \n",
+        "# just a comment\n# and another\n",
+        "---\n",
+        "data_dir: ./d\n",
+        "sources: {}\nsinks:\n",
+    ] {
+        let errs = check(text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{text:?}: {errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "p.yaml:1:1: the pipeline is empty: define at least one source and one sink"
+            ),
+            "{text:?}: {errs:?}"
+        );
+    }
+}
