@@ -12,6 +12,7 @@ pub mod decode;
 pub mod event;
 pub mod metrics;
 pub mod redact;
+pub mod rlimit;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -95,6 +95,15 @@ pub struct ApiConfig {
     pub address: String,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Connections served at once; further ones wait in the listen backlog.
+    /// Never more than a quarter of the open-file limit, so that sources
+    /// keep descriptors for the files they read.
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: usize,
+    /// A request's headers, and the next request on a kept-alive
+    /// connection, must arrive within this; otherwise the connection closes.
+    #[serde(default = "default_api_header_read_timeout")]
+    pub header_read_timeout: Dur,
 }
 
 impl Default for ApiConfig {
@@ -102,12 +111,20 @@ impl Default for ApiConfig {
         ApiConfig {
             address: default_api_address(),
             enabled: true,
+            max_connections: default_api_max_connections(),
+            header_read_timeout: default_api_header_read_timeout(),
         }
     }
 }
 
 fn default_api_address() -> String {
     "127.0.0.1:9464".into()
+}
+fn default_api_max_connections() -> usize {
+    256
+}
+fn default_api_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 fn yes() -> bool {
     true
@@ -342,6 +359,22 @@ impl Checker {
                     api.address
                 ),
             );
+        }
+        if let (Some(api), Some(n)) = (&api, root.get("api")) {
+            if api.max_connections == 0 {
+                self.push(
+                    Some(locate(n, &["max_connections".into()])),
+                    Some("api"),
+                    "`max_connections` must be at least 1 (default 256); to turn the API off, write `enabled: false`".into(),
+                );
+            }
+            if api.header_read_timeout.0.is_zero() {
+                self.push(
+                    Some(locate(n, &["header_read_timeout".into()])),
+                    Some("api"),
+                    "`header_read_timeout` must be more than 0 (default 10s)".into(),
+                );
+            }
         }
         let grace_period = match root.get("grace_period") {
             Some(n) => self.typed::<Dur>(n, None).map(|d| d.0),

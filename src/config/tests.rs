@@ -309,3 +309,27 @@ fn an_empty_pipeline_is_an_error() {
         );
     }
 }
+
+#[test]
+fn api_connection_limits() {
+    let p = check(GOOD).unwrap();
+    assert_eq!(p.api.max_connections, 256);
+    assert_eq!(p.api.header_read_timeout.0, Duration::from_secs(10));
+    let p = check(&format!(
+        "api: {{max_connections: 20, header_read_timeout: 2s}}\n{GOOD}"
+    ))
+    .unwrap();
+    assert_eq!(p.api.max_connections, 20);
+    assert_eq!(p.api.header_read_timeout.0, Duration::from_secs(2));
+    let errs = check(&format!(
+        "api:\n  max_connections: 0\n  header_read_timeout: 0s\n{GOOD}"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:2:20: api: `max_connections` must be at least 1 (default 256); to turn the API off, write `enabled: false`",
+            "p.yaml:3:24: api: `header_read_timeout` must be more than 0 (default 10s)",
+        ]
+    );
+}
