@@ -93,8 +93,8 @@ impl Masks {
             return;
         }
         if let Some(m) = self.masks.iter_mut().find(|m| m.needle == needle) {
-            // The same value written in two places: say only that it is
-            // from the environment.
+            // The same value written in two ways (two variables with one
+            // value): the first spelling is shown, and the note names all.
             if m.written != written {
                 for v in vars {
                     if !m.vars.contains(&v) {
