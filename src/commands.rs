@@ -109,6 +109,15 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
     let ready = Arc::new(AtomicBool::new(false));
     let api_stop = Shutdown::default();
 
+    // As many descriptors as the system allows, for the files the sources
+    // read; the API gets a bounded share of them.
+    let open_files = match crate::rlimit::raise_nofile() {
+        Ok(l) => l.soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit (RLIMIT_NOFILE); keeping it as it is");
+            crate::rlimit::nofile().ok().and_then(|l| l.soft)
+        }
+    };
     let mut api_task = None;
     if pipeline.api.enabled {
         let addr: SocketAddr = pipeline.api.address.parse().expect("checked by validation");
@@ -118,12 +127,18 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                tracing::info!(address = %bound, "serving http://{bound}/metrics, /health and /ready");
+                let limits = api::Limits::new(&pipeline.api, open_files);
+                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health and /ready");
                 let state = ApiState {
                     registry: registry.clone(),
                     ready: ready.clone(),
                 };
-                api_task = Some(tokio::spawn(api::serve(listener, state, api_stop.clone())));
+                api_task = Some(tokio::spawn(api::serve(
+                    listener,
+                    state,
+                    limits,
+                    api_stop.clone(),
+                )));
             }
             Err(e) => {
                 eprintln!(

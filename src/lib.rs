@@ -13,6 +13,7 @@ pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod redact;
+pub mod rlimit;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

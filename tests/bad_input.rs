@@ -348,3 +348,49 @@ fn a_disk_that_fills_up_and_frees_space_gets_every_line_once() {
         text.lines().count()
     );
 }
+
+#[test]
+fn a_fifo_or_a_directory_matching_the_glob_is_reported_once_and_counted() {
+    let s = Scratch::new();
+    s.write("logs/good.log", "{\"n\": 1}\n");
+    std::fs::create_dir(s.path("logs/archive.log")).unwrap();
+    let fifo = std::ffi::CString::new(s.path("logs/pipe.log").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "api: {{address: '127.0.0.1:0'}}\nsources:\n  logs:\n    type: file\n    include: ['{}/*.log']\n    glob_interval: 50ms\n    fingerprint_bytes: 4\nsinks:\n  out: {{type: file, inputs: [logs], path: data/out/x.ndjson, batch: {{timeout: 50ms}}}}\n",
+            s.path("logs").display()
+        ),
+    );
+    let w = Running::start({
+        let mut c = s.weir(&["run", &p]);
+        c.stdin(Stdio::null());
+        c
+    });
+    let addr = w.api_address();
+    let skipped = r#"weir_files_skipped_total{source="logs",reason="not_a_file"}"#;
+    wait_until(std::time::Duration::from_secs(30), || {
+        metric(&http_get(&addr, "/metrics").2, skipped) == Some(2.0) && s.output_lines().len() == 1
+    })
+    .unwrap_or_else(|| panic!("{}", http_get(&addr, "/metrics").2));
+    // Many more scans: still one warning per path, still counted once.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(metric(&http_get(&addr, "/metrics").2, skipped), Some(2.0));
+    w.signal(libc::SIGTERM);
+    let (code, stderr) = w.wait(std::time::Duration::from_secs(30));
+    assert_eq!(code, 0, "{stderr}");
+    let dir_warning = format!(
+        "{} is a directory, not a file; skipping it (to read the files in it, include a glob like `{}/*.log`)",
+        s.path("logs/archive.log").display(),
+        s.path("logs/archive.log").display()
+    );
+    let fifo_warning = format!(
+        "{} is a FIFO (named pipe), not a regular file; skipping it",
+        s.path("logs/pipe.log").display()
+    );
+    assert_eq!(stderr.matches(&dir_warning).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(&fifo_warning).count(), 1, "{stderr}");
+    assert_eq!(s.output_lines(), ["{\"n\": 1}"]);
+}

@@ -264,3 +264,115 @@ fn a_busy_api_port_is_a_clear_runtime_error() {
     );
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn validate_never_echoes_a_secret_from_the_environment() {
+    let s = Scratch::new();
+    let secret = "hunter2-W3irSecret-0xC0FFEE";
+    let p = pipeline(
+        &s,
+        "secret.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  loki:\n    type: loki\n    inputs: [in]\n    endpoint: ${LOKI_URL}\n    labels: {app: x}\n    auth: \"${LOKI_PW}\"\n",
+    );
+    let out = s
+        .weir(&["validate", &p])
+        .env("LOKI_PW", secret)
+        .env("LOKI_URL", format!("loki-host-{secret}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("W3irSecret"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{p}:9:11: sinks.loki: ")) && stderr.contains("\"${LOKI_PW}\""),
+        "{stderr}"
+    );
+    // With the password where it belongs, the URL check speaks of `${LOKI_URL}`.
+    let p = pipeline(
+        &s,
+        "secret.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  loki:\n    type: loki\n    inputs: [in]\n    endpoint: ${LOKI_URL}\n    labels: {app: x}\n    auth: {user: weir, password: \"${LOKI_PW}\"}\n",
+    );
+    let out = s
+        .weir(&["validate", &p])
+        .env("LOKI_PW", secret)
+        .env("LOKI_URL", format!("loki-host-{secret}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("W3irSecret"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{p}:7:15: sinks.loki: `${{LOKI_URL}}` is not an http(s) URL"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_reports_a_duplicate_key_in_weirs_words() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "dup.yaml",
+        "sources:\n  in: {type: stdin}\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: a.ndjson\n    path: b.ndjson\n",
+    );
+    let out = s.weir(&["validate", &p]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{p}:8:5: sinks.out: duplicate key `path`: it is already defined at line 7; remove one of the two"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
+}
+
+#[test]
+fn validate_reports_every_problem_of_a_component() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "many.yaml",
+        "sources:\n  in:\n    type: file\n    include: ['logs/*.log']\n    poll_interval: often\n    bogus: 1\n    fingerprint_bytes: lots\nsinks:\n  out: {type: file, inputs: [in], path: x.ndjson}\n",
+    );
+    let out = s.weir(&["validate", &p]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!("{p}:5:20: sources.in: `often` is not a duration"),
+        format!("{p}:6:5: sources.in: unknown key `bogus`"),
+        format!("{p}:7:24: sources.in: expected a whole number, 0 or more, found string \"lots\""),
+    ] {
+        assert!(stderr.contains(&want), "want {want}\ngot {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
+
+#[test]
+fn an_empty_or_comment_only_pipeline_is_a_config_error() {
+    let s = Scratch::new();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("comments.yaml", "# sources: to come\n\n# sinks: later\n"),
+    ] {
+        let p = pipeline(&s, name, text);
+        let out = s.weir(&["validate", &p]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{p}:1:1: the pipeline is empty: define at least one source and one sink"
+            )),
+            "{name}: {stderr}"
+        );
+        let out = s
+            .weir(&["run", &p, "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+    }
+}

@@ -20,6 +20,7 @@
 //! Building the running components is the topology's job, not this module's.
 
 pub mod env;
+pub mod mask;
 pub mod node;
 pub mod units;
 
@@ -39,7 +40,7 @@ use crate::source::multiline::{Joiner, MultilineConfig};
 use crate::source::stdin::StdinConfig;
 use crate::transform::FilterConfig;
 use crate::transform::condition::Condition;
-use node::{Node, NodeKind, Pos, suggest, unknown_key_message};
+use node::{Node, NodeKind, Pos, Seg, suggest, unknown_key_message};
 use units::Dur;
 
 /// The pipeline that `weir run` uses when no file is given.
@@ -94,6 +95,15 @@ pub struct ApiConfig {
     pub address: String,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Connections served at once; further ones wait in the listen backlog.
+    /// Never more than a quarter of the open-file limit, so that sources
+    /// keep descriptors for the files they read.
+    #[serde(default = "default_api_max_connections")]
+    pub max_connections: usize,
+    /// A request's headers, and the next request on a kept-alive
+    /// connection, must arrive within this; otherwise the connection closes.
+    #[serde(default = "default_api_header_read_timeout")]
+    pub header_read_timeout: Dur,
 }
 
 impl Default for ApiConfig {
@@ -101,12 +111,20 @@ impl Default for ApiConfig {
         ApiConfig {
             address: default_api_address(),
             enabled: true,
+            max_connections: default_api_max_connections(),
+            header_read_timeout: default_api_header_read_timeout(),
         }
     }
 }
 
 fn default_api_address() -> String {
     "127.0.0.1:9464".into()
+}
+fn default_api_max_connections() -> usize {
+    256
+}
+fn default_api_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 fn yes() -> bool {
     true
@@ -202,6 +220,7 @@ impl Pipeline {
             named: Vec::new(),
             lints: Vec::new(),
             expanded: None,
+            masks: mask::Masks::default(),
             errors: Vec::new(),
         };
         let expanded = match env::expand(text, env) {
@@ -213,7 +232,8 @@ impl Pipeline {
                 return Err(ConfigErrors(cx.errors));
             }
         };
-        let root = match Node::parse(&expanded.text) {
+        cx.masks = mask::Masks::new(&expanded);
+        let (root, duplicates) = match Node::parse_document(&expanded.text) {
             Ok(n) => n,
             Err((pos, message)) => {
                 let pos = pos.map(|p| expanded.original_pos(p));
@@ -221,7 +241,12 @@ impl Pipeline {
                 return Err(ConfigErrors(cx.errors));
             }
         };
+        cx.masks.add_tree(&expanded, &root);
         cx.expanded = Some(expanded);
+        for e in duplicates {
+            let component = component_of(&e.path);
+            cx.push(e.pos, component.as_deref(), e.message);
+        }
         let pipeline = cx.pipeline(&root);
         match pipeline {
             Some(p) if cx.errors.is_empty() => Ok(p),
@@ -238,6 +263,8 @@ struct Checker {
     /// Warnings found while reading components.
     lints: Vec<ConfigError>,
     expanded: Option<env::Expanded>,
+    /// What messages must not show: values from the environment.
+    masks: mask::Masks,
     errors: Vec<ConfigError>,
 }
 
@@ -247,6 +274,10 @@ impl Checker {
             (Some(x), Some(p)) => Some(x.original_pos(p)),
             (_, p) => p,
         };
+        // Values from the environment are shown as written (`${LOKI_PW}`),
+        // and a URL keeps its user but not its password.
+        let message = self.masks.apply(&message);
+        let message = crate::redact::redact_urls_in(&message).into_owned();
         ConfigError {
             file: self.origin.clone(),
             pos,
@@ -260,22 +291,35 @@ impl Checker {
         self.errors.push(e);
     }
 
-    /// Deserializes a node, recording the error if any.
+    /// Deserializes a node, recording every error in it.
     fn typed<T: serde::de::DeserializeOwned>(
         &mut self,
         node: &Node,
         component: Option<&str>,
     ) -> Option<T> {
-        match node.deserialize::<T>() {
+        match node.deserialize_all::<T>() {
             Ok(v) => Some(v),
-            Err(e) => {
-                self.push(e.pos.or(Some(node.pos)), component, e.message);
+            Err(errors) => {
+                for e in errors {
+                    self.push(e.pos.or(Some(node.pos)), component, e.message);
+                }
                 None
             }
         }
     }
 
     fn pipeline(&mut self, root: &Node) -> Option<Pipeline> {
+        // A file of comments only is an empty document.
+        let empty = Node {
+            kind: NodeKind::Map(Vec::new()),
+            pos: Pos { line: 1, column: 1 },
+            span: None,
+        };
+        let root = if root.kind == NodeKind::Null {
+            &empty
+        } else {
+            root
+        };
         let Some(map) = root.as_map() else {
             self.push(
                 Some(root.pos),
@@ -315,6 +359,22 @@ impl Checker {
                     api.address
                 ),
             );
+        }
+        if let (Some(api), Some(n)) = (&api, root.get("api")) {
+            if api.max_connections == 0 {
+                self.push(
+                    Some(locate(n, &["max_connections".into()])),
+                    Some("api"),
+                    "`max_connections` must be at least 1 (default 256); to turn the API off, write `enabled: false`".into(),
+                );
+            }
+            if api.header_read_timeout.0.is_zero() {
+                self.push(
+                    Some(locate(n, &["header_read_timeout".into()])),
+                    Some("api"),
+                    "`header_read_timeout` must be more than 0 (default 10s)".into(),
+                );
+            }
         }
         let grace_period = match root.get("grace_period") {
             Some(n) => self.typed::<Dur>(n, None).map(|d| d.0),
@@ -438,6 +498,13 @@ impl Checker {
             }
         });
 
+        if self.named.is_empty() {
+            self.push(
+                Some(Pos { line: 1, column: 1 }),
+                None,
+                "the pipeline is empty: define at least one source and one sink, e.g. `sources: {app: {type: file, include: [\"./logs/*.log\"]}}` and `sinks: {out: {type: console, inputs: [app]}}`".into(),
+            );
+        }
         let p = Pipeline {
             origin: self.origin.clone(),
             data_dir: data_dir?,
@@ -724,6 +791,19 @@ impl Checker {
             ));
         }
         warnings
+    }
+}
+
+/// `sources.app`, `api`, … for a path from the top of the file.
+fn component_of(path: &[Seg]) -> Option<String> {
+    match path {
+        [Seg::Key(section), Seg::Key(name), ..]
+            if ["sources", "transforms", "sinks"].contains(&section.as_str()) =>
+        {
+            Some(format!("{section}.{name}"))
+        }
+        [Seg::Key(top), ..] if top == "api" => Some("api".into()),
+        _ => None,
     }
 }
 

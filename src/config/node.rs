@@ -36,34 +36,100 @@ pub enum NodeKind {
     Map(Vec<(Node, Node)>),
 }
 
+/// Where a node was written in the (expanded) text, in characters from the
+/// start; for a scalar, its whole text, quotes included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub offset: u64,
+    pub len: u64,
+}
+
 /// One YAML node and the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub kind: NodeKind,
     pub pos: Pos,
+    /// `None` when the parser did not say.
+    pub span: Option<Span>,
 }
 
 impl Node {
     /// Parses a whole YAML document. The error is rendered by serde-saphyr and
-    /// carries its own position.
+    /// carries its own position. A key written twice in one mapping is an
+    /// error too.
     pub fn parse(text: &str) -> Result<Node, (Option<Pos>, String)> {
+        let (node, duplicates) = Node::parse_document(text)?;
+        match duplicates.into_iter().next() {
+            Some(e) => Err((e.pos, e.message)),
+            None => Ok(node),
+        }
+    }
+
+    /// Parses a whole YAML document, and takes out every key written again
+    /// in the same mapping (the first stays), each with an error at the
+    /// repeated key, so that the rest can still be checked.
+    pub fn parse_document(text: &str) -> Result<(Node, Vec<NodeError>), (Option<Pos>, String)> {
         if text.trim().is_empty() {
-            return Ok(Node {
+            let empty = Node {
                 kind: NodeKind::Map(Vec::new()),
                 pos: Pos { line: 1, column: 1 },
-            });
+                span: None,
+            };
+            return Ok((empty, Vec::new()));
         }
         // YAML 1.2 booleans only: `n`, `no`, `off` stay strings (the
-        // "Norway problem"), so `value: n` names a field.
+        // "Norway problem"), so `value: n` names a field. Repeated keys are
+        // passed through and reported here, in weir's words.
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
-        serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+        let mut node = serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
             let pos = e.location().map(|l| Pos {
                 line: l.line(),
                 column: l.column(),
             });
             (pos, first_line(&e.to_string()))
-        })
+        })?;
+        let mut duplicates = Vec::new();
+        node.remove_duplicate_keys(&mut Vec::new(), &mut duplicates);
+        Ok((node, duplicates))
+    }
+
+    fn remove_duplicate_keys(&mut self, path: &mut Vec<Seg>, out: &mut Vec<NodeError>) {
+        match &mut self.kind {
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    path.push(Seg::Index(i));
+                    item.remove_duplicate_keys(path, out);
+                    path.pop();
+                }
+            }
+            NodeKind::Map(entries) => {
+                let mut kept: Vec<(Node, Node)> = Vec::with_capacity(entries.len());
+                for (k, mut v) in entries.drain(..) {
+                    if let Some((first, _)) = kept.iter().find(|(f, _)| same_key(f, &k)) {
+                        out.push(NodeError {
+                            path: path.clone(),
+                            ..NodeError::at(
+                                k.pos,
+                                format!(
+                                    "duplicate key `{}`: it is already defined at line {}; remove one of the two",
+                                    k.key_text(),
+                                    first.pos.line
+                                ),
+                            )
+                        });
+                        continue;
+                    }
+                    path.push(Seg::Key(k.key_text()));
+                    v.remove_duplicate_keys(path, out);
+                    path.pop();
+                    kept.push((k, v));
+                }
+                *entries = kept;
+            }
+            _ => {}
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -86,6 +152,19 @@ impl Node {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// A mapping key as text: a string as it is, another scalar as YAML
+    /// writes it.
+    pub fn key_text(&self) -> String {
+        match &self.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            NodeKind::Bool(b) => b.to_string(),
+            NodeKind::Null => "null".into(),
+            NodeKind::Seq(_) | NodeKind::Map(_) => format!("<{}>", self.describe()),
+        }
     }
 
     /// What this node is, in words for an error message.
@@ -112,6 +191,7 @@ impl Node {
                         .collect(),
                 ),
                 pos: self.pos,
+                span: self.span,
             },
             _ => self.clone(),
         }
@@ -120,6 +200,93 @@ impl Node {
     /// Deserializes a typed value from this node.
     pub fn deserialize<T: de::DeserializeOwned>(&self) -> Result<T, NodeError> {
         T::deserialize(NodeDeserializer { node: self })
+    }
+
+    /// Like [`Node::deserialize`], but finds every problem, not just the
+    /// first: after each error the entry at fault is taken out and the rest
+    /// is read again. A key that is then missing only because it was taken
+    /// out (or because it was misspelt, and the error said so) is not
+    /// reported; the mapping that needs it is taken out in turn.
+    pub fn deserialize_all<T: de::DeserializeOwned>(&self) -> Result<T, Vec<NodeError>> {
+        let mut work: Option<Node> = None;
+        let mut removed: Vec<Vec<Seg>> = Vec::new();
+        // Where a misspelt key was, and the key it was meant to be.
+        let mut typos: Vec<(Vec<Seg>, String)> = Vec::new();
+        let mut errors = Vec::new();
+        loop {
+            let e = match work.as_ref().unwrap_or(self).deserialize::<T>() {
+                Ok(v) if errors.is_empty() => return Ok(v),
+                Ok(_) => return Err(errors),
+                Err(e) => e,
+            };
+            let ours = e.missing.as_ref().is_some_and(|key| {
+                let mut p = e.path.clone();
+                p.push(Seg::Key(key.clone()));
+                removed.contains(&p) || typos.iter().any(|(at, k)| *at == e.path && k == key)
+            });
+            if let (Some(s), Some((_, container))) = (&e.suggested, e.path.split_last()) {
+                typos.push((container.to_vec(), s.clone()));
+            }
+            let target = e.path.clone();
+            if !ours {
+                errors.push(e);
+            }
+            if target.is_empty() || !work.get_or_insert_with(|| self.clone()).remove_at(&target) {
+                return Err(errors);
+            }
+            removed.push(target);
+        }
+    }
+
+    /// Takes out the entry or item at `path`; false if there is none.
+    fn remove_at(&mut self, path: &[Seg]) -> bool {
+        let Some((last, parents)) = path.split_last() else {
+            return false;
+        };
+        let mut cur = self;
+        for seg in parents {
+            let next = match (&mut cur.kind, seg) {
+                (NodeKind::Map(m), Seg::Key(k)) => m
+                    .iter_mut()
+                    .find(|(key, _)| key.key_text() == *k)
+                    .map(|(_, v)| v),
+                (NodeKind::Seq(items), Seg::Index(i)) => items.get_mut(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => cur = n,
+                None => return false,
+            }
+        }
+        match (&mut cur.kind, last) {
+            (NodeKind::Map(m), Seg::Key(k)) => {
+                match m.iter().position(|(key, _)| key.key_text() == *k) {
+                    Some(i) => {
+                        m.remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (NodeKind::Seq(items), Seg::Index(i)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether two mapping keys are the same key (scalars only: a list or a
+/// mapping as a key is never taken for another).
+fn same_key(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (NodeKind::Str(x), NodeKind::Str(y)) => x == y,
+        (NodeKind::Int(x), NodeKind::Int(y)) => x == y,
+        (NodeKind::Float(x), NodeKind::Float(y)) => x.to_bits() == y.to_bits(),
+        (NodeKind::Bool(x), NodeKind::Bool(y)) => x == y,
+        (NodeKind::Null, NodeKind::Null) => true,
+        _ => false,
     }
 }
 
@@ -130,12 +297,17 @@ fn first_line(s: &str) -> String {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<NodeKind>::deserialize(d)?;
+        let span = spanned.defined.span();
         Ok(Node {
             kind: spanned.value,
             pos: Pos {
                 line: spanned.defined.line(),
                 column: spanned.defined.column(),
             },
+            span: (span != serde_saphyr::Span::UNKNOWN).then(|| Span {
+                offset: span.offset(),
+                len: span.len(),
+            }),
         })
     }
 }
@@ -197,22 +369,52 @@ impl<'de> Deserialize<'de> for NodeKind {
     }
 }
 
+/// One step from a node to a node below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// The entry of a mapping with this key.
+    Key(String),
+    /// An item of a list.
+    Index(usize),
+}
+
 /// An error found while turning a node into a typed value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeError {
     pub pos: Option<Pos>,
     pub message: String,
+    /// From the node deserialized to the entry at fault: the key that is
+    /// unknown, or whose value is wrong. Empty when the node itself is wrong.
+    pub path: Vec<Seg>,
+    /// For "missing key" errors: the key (the path leads to the mapping).
+    pub missing: Option<String>,
+    /// For an unknown key: the known key it is probably a typo of.
+    pub suggested: Option<String>,
 }
 
 impl NodeError {
     pub fn at(pos: Pos, message: impl Into<String>) -> Self {
         NodeError {
             pos: Some(pos),
+            ..NodeError::new(message)
+        }
+    }
+    fn new(message: impl Into<String>) -> Self {
+        NodeError {
+            pos: None,
             message: message.into(),
+            path: Vec::new(),
+            missing: None,
+            suggested: None,
         }
     }
     fn or_at(mut self, pos: Pos) -> Self {
         self.pos.get_or_insert(pos);
+        self
+    }
+    /// Records that the error is below `seg` (called from the inside out).
+    fn below(mut self, seg: Seg) -> Self {
+        self.path.insert(0, seg);
         self
     }
 }
@@ -227,10 +429,7 @@ impl std::error::Error for NodeError {}
 
 impl de::Error for NodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        NodeError {
-            pos: None,
-            message: msg.to_string(),
-        }
+        NodeError::new(msg.to_string())
     }
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
@@ -240,16 +439,17 @@ impl de::Error for NodeError {
             de::Unexpected::Unit => "nothing (null)".to_string(),
             other => other.to_string(),
         };
-        NodeError {
-            pos: None,
-            message: format!("expected {exp}, found {found}"),
-        }
+        NodeError::new(format!("expected {}, found {found}", expected_words(exp)))
+    }
+
+    fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        NodeError::new(format!("expected {}, found {unexp}", expected_words(exp)))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         NodeError {
-            pos: None,
-            message: unknown_key_message(field, expected),
+            suggested: suggest(field, expected.iter().copied()).map(str::to_string),
+            ..NodeError::new(unknown_key_message(field, expected))
         }
     }
 
@@ -261,7 +461,26 @@ impl de::Error for NodeError {
         if let Some(s) = suggest(variant, expected.iter().copied()) {
             message.push_str(&format!(" (did you mean `{s}`?)"));
         }
-        NodeError { pos: None, message }
+        NodeError::new(message)
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        NodeError {
+            missing: Some(field.to_string()),
+            ..NodeError::new(format!("missing key `{field}`: add `{field}: …`"))
+        }
+    }
+}
+
+/// What serde expects, in the words of a YAML file.
+fn expected_words(exp: &dyn de::Expected) -> String {
+    let e = exp.to_string();
+    match e.as_str() {
+        "a sequence" => "a list".into(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        _ => e,
     }
 }
 
@@ -329,10 +548,21 @@ pub struct NodeDeserializer<'a> {
 }
 
 impl NodeDeserializer<'_> {
+    /// What the node is, with its value when it is a scalar.
+    fn found(&self) -> String {
+        match &self.node.kind {
+            NodeKind::Bool(b) => format!("boolean `{b}`"),
+            NodeKind::Int(i) => format!("integer `{i}`"),
+            NodeKind::Float(f) => format!("number `{f}`"),
+            NodeKind::Str(s) => format!("string \"{s}\""),
+            _ => self.node.describe().to_string(),
+        }
+    }
+
     fn invalid(&self, exp: &dyn de::Expected) -> NodeError {
         NodeError::at(
             self.node.pos,
-            format!("expected {exp}, found {}", self.node.describe()),
+            format!("expected {}, found {}", expected_words(exp), self.found()),
         )
     }
 }
@@ -369,10 +599,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
             NodeKind::Int(i) => v.visit_i64(*i),
             NodeKind::Float(f) => v.visit_f64(*f),
             NodeKind::Str(s) => v.visit_str(s),
-            NodeKind::Seq(items) => v.visit_seq(SeqNodes { iter: items.iter() }),
+            NodeKind::Seq(items) => v.visit_seq(SeqNodes {
+                iter: items.iter().enumerate(),
+            }),
             NodeKind::Map(items) => v.visit_map(MapNodes {
                 iter: items.iter(),
-                value: None,
+                entry: None,
             }),
         }
         .map_err(|e| e.or_at(pos))
@@ -432,6 +664,25 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
         .map_err(|e: NodeError| e.or_at(pos))
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, NodeError> {
+        match &self.node.kind {
+            NodeKind::Map(_) => self.deserialize_any(v),
+            _ => Err(NodeError::at(
+                self.node.pos,
+                format!(
+                    "expected a mapping with the keys {}, found {}",
+                    list(fields),
+                    self.found()
+                ),
+            )),
+        }
+    }
+
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -442,12 +693,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'_> {
 
     serde::forward_to_deserialize_any! {
         i128 u128 char bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct identifier ignored_any
+        tuple_struct map identifier ignored_any
     }
 }
 
 struct SeqNodes<'a> {
-    iter: std::slice::Iter<'a, Node>,
+    iter: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
 }
 
 impl<'de> SeqAccess<'de> for SeqNodes<'_> {
@@ -457,10 +708,10 @@ impl<'de> SeqAccess<'de> for SeqNodes<'_> {
         seed: T,
     ) -> Result<Option<T::Value>, NodeError> {
         match self.iter.next() {
-            Some(node) => seed
+            Some((i, node)) => seed
                 .deserialize(NodeDeserializer { node })
                 .map(Some)
-                .map_err(|e| e.or_at(node.pos)),
+                .map_err(|e| e.or_at(node.pos).below(Seg::Index(i))),
             None => Ok(None),
         }
     }
@@ -468,7 +719,7 @@ impl<'de> SeqAccess<'de> for SeqNodes<'_> {
 
 struct MapNodes<'a> {
     iter: std::slice::Iter<'a, (Node, Node)>,
-    value: Option<&'a Node>,
+    entry: Option<&'a (Node, Node)>,
 }
 
 impl<'de> MapAccess<'de> for MapNodes<'_> {
@@ -478,20 +729,21 @@ impl<'de> MapAccess<'de> for MapNodes<'_> {
         seed: K,
     ) -> Result<Option<K::Value>, NodeError> {
         match self.iter.next() {
-            Some((k, v)) => {
-                self.value = Some(v);
+            Some(entry) => {
+                self.entry = Some(entry);
+                let k = &entry.0;
                 seed.deserialize(NodeDeserializer { node: k })
                     .map(Some)
-                    .map_err(|e| e.or_at(k.pos))
+                    .map_err(|e| e.or_at(k.pos).below(Seg::Key(k.key_text())))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, NodeError> {
-        let node = self.value.take().expect("value follows key");
+        let (k, node) = self.entry.take().expect("value follows key");
         seed.deserialize(NodeDeserializer { node })
-            .map_err(|e| e.or_at(node.pos))
+            .map_err(|e| e.or_at(node.pos).below(Seg::Key(k.key_text())))
     }
 }
 
@@ -546,6 +798,107 @@ mod tests {
         assert_eq!(doc.get("a").unwrap().as_str(), Some("n"));
         assert_eq!(doc.get("b").unwrap().as_str(), Some("off"));
         assert_eq!(doc.get("c").unwrap().kind, NodeKind::Bool(true));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_in_weirs_words_and_the_first_kept() {
+        let text = "a:\n  x: 1\n  y: 2\n  x: 3\nb: [{k: 1, k: 2}]\na: again\n";
+        let (doc, dups) = Node::parse_document(text).unwrap();
+        let got: Vec<(Option<Pos>, &str, &[Seg])> = dups
+            .iter()
+            .map(|e| (e.pos, e.message.as_str(), e.path.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(Pos { line: 4, column: 3 }),
+                    "duplicate key `x`: it is already defined at line 2; remove one of the two",
+                    &[Seg::Key("a".into())][..]
+                ),
+                (
+                    Some(Pos {
+                        line: 5,
+                        column: 12
+                    }),
+                    "duplicate key `k`: it is already defined at line 5; remove one of the two",
+                    &[Seg::Key("b".into()), Seg::Index(0)][..]
+                ),
+                (
+                    Some(Pos { line: 6, column: 1 }),
+                    "duplicate key `a`: it is already defined at line 1; remove one of the two",
+                    &[][..]
+                ),
+            ]
+        );
+        let a = doc.get("a").unwrap();
+        assert_eq!(a.get("x").unwrap().kind, NodeKind::Int(1));
+        assert_eq!(a.as_map().unwrap().len(), 2);
+        assert!(
+            Node::parse(text)
+                .unwrap_err()
+                .1
+                .starts_with("duplicate key `x`")
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Opts,
+        #[serde(default)]
+        list: Vec<u32>,
+        #[serde(default)]
+        flag: bool,
+    }
+
+    #[test]
+    fn every_error_of_a_value_is_found() {
+        let doc = Node::parse(
+            "name: [x]\ninner: {path: p, cuont: 1, count: many}\nlist: [1, two, 3, four]\nflag: maybe\nbogus: 1\n",
+        )
+        .unwrap();
+        let errs = doc.deserialize_all::<Outer>().unwrap_err();
+        let got: Vec<(u64, &str)> = errs
+            .iter()
+            .map(|e| (e.pos.unwrap().line, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 7, "{got:#?}");
+        assert!(got[0].1.contains("found a list"), "{got:#?}");
+        assert!(got[1].1.contains("did you mean `count`"), "{got:#?}");
+        assert_eq!(
+            got[2].1,
+            "expected a whole number, 0 or more, found string \"many\""
+        );
+        assert!(got[3].1.contains("\"two\""), "{got:#?}");
+        assert!(got[4].1.contains("\"four\""), "{got:#?}");
+        assert_eq!(got[5].0, 4, "{got:#?}");
+        assert!(got[6].1.starts_with("unknown key `bogus`"), "{got:#?}");
+        // No "missing key" for the keys taken out because they were wrong.
+        assert!(!got.iter().any(|(_, m)| m.contains("missing")), "{got:#?}");
+    }
+
+    #[test]
+    fn a_key_really_missing_is_reported_beside_the_other_errors() {
+        let doc = Node::parse("inner: {count: x}\nflag: 3\n").unwrap();
+        let errs = doc.deserialize_all::<Outer>().unwrap_err();
+        let msgs: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:#?}");
+        assert_eq!(
+            msgs[0],
+            "expected a whole number, 0 or more, found string \"x\""
+        );
+        assert_eq!(msgs[1], "missing key `path`: add `path: …`");
+        assert!(msgs[2].contains("found integer `3`"), "{msgs:#?}");
+        assert_eq!(msgs[3], "missing key `name`: add `name: …`");
+        assert!(
+            Node::parse("name: n\ninner: {path: p}\n")
+                .unwrap()
+                .deserialize_all::<Outer>()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -151,3 +151,185 @@ fn every_problem_is_reported_at_once() {
     let errs = check(text).unwrap_err();
     assert!(errs.len() >= 3, "{errs:?}");
 }
+
+#[test]
+fn a_password_in_a_url_is_not_printed() {
+    let text = "sources:\n  a: {type: stdin}\nsinks:\n  l:\n    type: loki\n    inputs: [a]\n    endpoint: htp://weir:pa55word@loki:3100\n    labels: {app: x}\n";
+    let errs = check(text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .starts_with("p.yaml:7:15: sinks.l: `htp://weir:***@loki:3100` is not an http(s) URL"),
+        "{errs:?}"
+    );
+    assert!(!errs[0].contains("pa55word"), "{errs:?}");
+}
+
+fn check_with(text: &str, vars: &[(&str, &str)]) -> Result<Pipeline, Vec<String>> {
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    Pipeline::from_text(text, "p.yaml", lookup)
+        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+}
+
+const SECRET: &str = "hunter2-Sup3rSecret";
+
+fn loki_with(lines: &str) -> String {
+    format!(
+        "sources:\n  a: {{type: stdin}}\nsinks:\n  l:\n    type: loki\n    inputs: [a]\n    labels: {{app: x}}\n{lines}"
+    )
+}
+
+#[test]
+fn a_secret_given_to_the_wrong_key_is_not_echoed() {
+    let text = loki_with("    endpoint: http://loki:3100\n    auth: \"${LOKI_PW}\"\n");
+    let errs = check_with(&text, &[("LOKI_PW", SECRET)]).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("p.yaml:9:11: sinks.l: "), "{errs:?}");
+    assert!(errs[0].contains("\"${LOKI_PW}\""), "{errs:?}");
+    assert!(
+        errs[0].contains("the value of `LOKI_PW` comes from the environment and is not shown"),
+        "{errs:?}"
+    );
+    assert!(!errs[0].contains(SECRET), "{errs:?}");
+}
+
+#[test]
+fn env_values_are_not_echoed_in_variant_url_address_or_key_errors() {
+    let vars = [
+        ("ENC", SECRET),
+        ("LOKI_URL", "not a url but a Sup3rSecret"),
+        ("ADDR", "Sup3rSecret-address"),
+        ("KEY", "Sup3rSecret-key"),
+        ("SHORT", "jsn"),
+    ];
+    let text = format!(
+        "api: {{address: \"${{ADDR}}\"}}\n{}",
+        loki_with("    endpoint: ${LOKI_URL}\n    encoding: ${ENC}\n")
+    );
+    let errs = check_with(&text, &vars).unwrap_err();
+    let all = errs.join("\n");
+    assert!(!all.contains("Sup3rSecret"), "{all}");
+    assert!(
+        all.contains("p.yaml:1:16: api: `${ADDR}` is not an address to listen on"),
+        "{all}"
+    );
+    assert!(
+        all.contains("p.yaml:10:15: sinks.l: unknown value `${ENC}`"),
+        "{all}"
+    );
+    // Once the encoding is right, the URL check runs.
+    let text = loki_with("    endpoint: ${LOKI_URL}\n");
+    let errs = check_with(&text, &vars).unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:8:15: sinks.l: `${LOKI_URL}` is not an http(s) URL, e.g. http://127.0.0.1:3100 (the value of `LOKI_URL` comes from the environment and is not shown)"
+        ]
+    );
+    // A key, and a short value with a suggestion.
+    let text = loki_with("    endpoint: http://l\n    ${KEY}: 1\n    encoding: ${SHORT}\n");
+    let errs = check_with(&text, &vars).unwrap_err().join("\n");
+    assert!(!errs.contains("Sup3rSecret"), "{errs}");
+    assert!(errs.contains("unknown key `${KEY}`"), "{errs}");
+}
+
+#[test]
+fn a_value_from_a_default_is_shown() {
+    let text = loki_with("    endpoint: ${NOT_SET:-nonsense}\n");
+    let errs = check_with(&text, &[]).unwrap_err();
+    assert!(
+        errs[0].contains("`nonsense` is not an http(s) URL"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn duplicate_keys_are_reported_with_the_first_line_and_all_at_once() {
+    let text = GOOD
+        .replace("    type: stdin\n", "    type: stdin\n    type: file\n")
+        .replace(
+            "    path: ./out/%Y-%m-%d.ndjson\n",
+            "    path: ./out/%Y-%m-%d.ndjson\n    path: ./other.ndjson\n",
+        );
+    let errs = check(&text).unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:7:5: sources.pipe: duplicate key `type`: it is already defined at line 6; remove one of the two",
+            "p.yaml:18:5: sinks.out: duplicate key `path`: it is already defined at line 17; remove one of the two",
+        ]
+    );
+    assert!(!errs.join("\n").contains("DuplicateKeyPolicy"));
+}
+
+#[test]
+fn every_bad_key_and_value_of_one_component_is_reported() {
+    let text = "sources:\n  app:\n    type: file\n    include: ./logs/*.log\n    poll_interval: often\n    fingerprint_bytes: many\n    bogus: 1\n    decode: {codec: jsn, on_eror: keep}\nsinks:\n  o:\n    type: file\n    inputs: [app]\n    pth: x\n    batch: {timeout: soon, max_events: -1}\n";
+    let errs = check(text).unwrap_err();
+    let want = [
+        "p.yaml:4:14: sources.app: expected a list, found string \"./logs/*.log\"",
+        "p.yaml:5:20: sources.app: `often` is not a duration",
+        "p.yaml:6:24: sources.app: expected a whole number, 0 or more, found string \"many\"",
+        "p.yaml:7:5: sources.app: unknown key `bogus` (valid keys: `include`,",
+        "p.yaml:8:21: sources.app: unknown value `jsn`, expected one of `json`, `regex`, `raw` (did you mean `json`?)",
+        "p.yaml:8:26: sources.app: unknown key `on_eror`: did you mean `on_error`?",
+        "p.yaml:13:5: sinks.o: unknown key `pth`: did you mean `path`?",
+        "p.yaml:14:22: sinks.o: `soon` is not a duration",
+        "p.yaml:14:40: sinks.o: expected a whole number, 0 or more, found integer `-1`",
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for (e, w) in errs.iter().zip(want) {
+        assert!(e.starts_with(w), "want {w}\n got {e}\nall: {errs:#?}");
+    }
+    // `path` is missing, but the typo's suggestion already says so.
+    assert!(!errs.iter().any(|e| e.contains("missing key")), "{errs:#?}");
+}
+
+#[test]
+fn an_empty_pipeline_is_an_error() {
+    for text in [
+        "",
+        "\n  \n",
+        "# just a comment\n# and another\n",
+        "---\n",
+        "data_dir: ./d\n",
+        "sources: {}\nsinks:\n",
+    ] {
+        let errs = check(text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{text:?}: {errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "p.yaml:1:1: the pipeline is empty: define at least one source and one sink"
+            ),
+            "{text:?}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn api_connection_limits() {
+    let p = check(GOOD).unwrap();
+    assert_eq!(p.api.max_connections, 256);
+    assert_eq!(p.api.header_read_timeout.0, Duration::from_secs(10));
+    let p = check(&format!(
+        "api: {{max_connections: 20, header_read_timeout: 2s}}\n{GOOD}"
+    ))
+    .unwrap();
+    assert_eq!(p.api.max_connections, 20);
+    assert_eq!(p.api.header_read_timeout.0, Duration::from_secs(2));
+    let errs = check(&format!(
+        "api:\n  max_connections: 0\n  header_read_timeout: 0s\n{GOOD}"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        errs,
+        [
+            "p.yaml:2:20: api: `max_connections` must be at least 1 (default 256); to turn the API off, write `enabled: false`",
+            "p.yaml:3:24: api: `header_read_timeout` must be more than 0 (default 10s)",
+        ]
+    );
+}

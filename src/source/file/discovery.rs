@@ -2,7 +2,10 @@
 //! found by walking each glob's literal base directory.
 //!
 //! `*` does not cross `/`; `**` does. Discovery lists paths only; what a path
-//! holds (its identity) is the tailer's business.
+//! holds (its identity) is the tailer's business. A directory that matches is
+//! listed too (the tailer says it is skipped and why), unless the glob's last
+//! part is only `*` or `**`: `logs/*` means "everything in logs/", and its
+//! subdirectories are expected there.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -19,8 +22,18 @@ pub struct GlobError {
 /// The include / exclude globs of one source.
 #[derive(Debug, Clone)]
 pub struct Globs {
-    include: Vec<(PathBuf, Option<usize>, globset::GlobMatcher)>,
+    include: Vec<Include>,
     exclude: GlobSet,
+}
+
+#[derive(Debug, Clone)]
+struct Include {
+    base: PathBuf,
+    /// How deep below `base` a match can be; `None` with `**`.
+    depth: Option<usize>,
+    matcher: globset::GlobMatcher,
+    /// Whether a directory that matches is worth a word (see the module doc).
+    report_dirs: bool,
 }
 
 fn glob(pattern: &str) -> Result<globset::Glob, String> {
@@ -48,7 +61,16 @@ impl Globs {
             };
             let matcher = glob(pattern).map_err(err)?.compile_matcher();
             let (base, depth) = split_base(pattern);
-            inc.push((base, depth, matcher));
+            let last = Path::new(pattern)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            inc.push(Include {
+                base,
+                depth,
+                matcher,
+                report_dirs: !last.chars().all(|c| c == '*'),
+            });
         }
         let mut ex = GlobSetBuilder::new();
         for (index, pattern) in exclude.iter().enumerate() {
@@ -69,17 +91,21 @@ impl Globs {
         })
     }
 
-    /// Paths of regular files (or links to them) that match now, sorted, and
-    /// the directories that could not be listed.
+    /// Paths that match now, sorted, and the directories that could not be
+    /// listed. Most are files (or links to them); directories, FIFOs and the
+    /// like are listed too, for the tailer to report.
     pub fn discover(&self) -> (Vec<PathBuf>, Vec<(PathBuf, std::io::Error)>) {
         let mut found = Vec::new();
         let mut errors = Vec::new();
-        for (base, depth, matcher) in &self.include {
+        for inc in &self.include {
             walk(
-                base,
-                depth.unwrap_or(16),
-                &mut |p| {
-                    if matcher.is_match(p) && !self.exclude.is_match(p) {
+                &inc.base,
+                inc.depth.unwrap_or(16),
+                &mut |p, is_dir| {
+                    if (!is_dir || inc.report_dirs)
+                        && inc.matcher.is_match(p)
+                        && !self.exclude.is_match(p)
+                    {
                         found.push(p.to_path_buf());
                     }
                 },
@@ -115,10 +141,11 @@ fn split_base(pattern: &str) -> (PathBuf, Option<usize>) {
     (base, (!deep).then_some(rest.len()))
 }
 
+/// Calls `found(path, is_dir)` for everything below `dir`, `depth` levels deep.
 fn walk(
     dir: &Path,
     depth: usize,
-    found: &mut dyn FnMut(&Path),
+    found: &mut dyn FnMut(&Path, bool),
     errors: &mut Vec<(PathBuf, std::io::Error)>,
 ) {
     if depth == 0 {
@@ -142,9 +169,10 @@ fn walk(
             continue;
         };
         if kind.is_dir() {
+            found(&path, true);
             walk(&path, depth - 1, found, errors);
         } else {
-            found(&path);
+            found(&path, false);
         }
     }
 }
@@ -154,9 +182,34 @@ impl Globs {
     pub fn watch_dirs(&self) -> Vec<(PathBuf, bool)> {
         self.include
             .iter()
-            .map(|(base, depth, _)| (base.clone(), depth.is_none_or(|d| d > 1)))
+            .map(|i| (i.base.clone(), i.depth.is_none_or(|d| d > 1)))
             .collect()
     }
+}
+
+/// Why a matching path that is not a regular file is skipped, and what to
+/// do instead; `None` for a regular file.
+pub fn not_a_file(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let shown = path.display();
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        format!(
+            "{shown} is a directory, not a file; skipping it (to read the files in it, include a glob like `{shown}/*.log`)"
+        )
+    } else if t.is_fifo() {
+        format!(
+            "{shown} is a FIFO (named pipe), not a regular file; skipping it (to read a pipe, use a `stdin` source: `weir run PIPELINE < {shown}`)"
+        )
+    } else if t.is_socket() {
+        format!("{shown} is a socket, not a regular file; skipping it (exclude it from the globs)")
+    } else if t.is_char_device() || t.is_block_device() {
+        format!("{shown} is a device, not a regular file; skipping it (exclude it from the globs)")
+    } else {
+        format!("{shown} is not a regular file; skipping it (exclude it from the globs)")
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +251,38 @@ mod tests {
         let deep = vec![format!("{}/**/*.log", d.display())];
         let (found, _) = Globs::new(&deep, &[]).unwrap().discover();
         assert_eq!(found.len(), 4);
+    }
+
+    #[test]
+    fn matching_directories_are_listed_unless_the_glob_asks_for_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("old.log")).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("a.log"), "x\n").unwrap();
+        let names = |pattern: &str| -> Vec<String> {
+            let (found, _) = Globs::new(&[format!("{}/{pattern}", d.display())], &[])
+                .unwrap()
+                .discover();
+            found
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names("*.log"), ["a.log", "old.log"]);
+        assert_eq!(names("*"), ["a.log"]);
+        let old = d.join("old.log");
+        let meta = std::fs::metadata(&old).unwrap();
+        assert_eq!(
+            not_a_file(&old, &meta).unwrap(),
+            format!(
+                "{} is a directory, not a file; skipping it (to read the files in it, include a glob like `{}/*.log`)",
+                old.display(),
+                old.display()
+            )
+        );
+        let meta = std::fs::metadata(d.join("a.log")).unwrap();
+        assert_eq!(not_a_file(&d.join("a.log"), &meta), None);
     }
 
     #[test]

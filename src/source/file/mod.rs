@@ -183,6 +183,7 @@ struct FileMetrics {
     copies_followed: Counter,
     errors: Counter,
     checkpoint_errors: Counter,
+    not_a_file: Counter,
 }
 
 /// The state of one running file source.
@@ -251,6 +252,11 @@ pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
             "weir_checkpoint_errors_total",
             "Checkpoint files that could not be read or written.",
             &src,
+        ),
+        not_a_file: r.counter(
+            "weir_files_skipped_total",
+            "Paths matching the include globs that are not read, by reason (not_a_file: a directory, FIFO, socket or device), each counted once.",
+            &[("source", ctx.name.as_str()), ("reason", "not_a_file")],
         ),
     };
     let checkpoints = if cfg.ignore_checkpoints {
@@ -473,7 +479,15 @@ impl Tailer {
         for path in &paths {
             let meta = match std::fs::metadata(path) {
                 Ok(m) if m.is_file() => m,
-                Ok(_) => continue,
+                Ok(m) => {
+                    if let Some(why) = discovery::not_a_file(path, &m)
+                        && self.warn_once(format!("not-a-file:{}", path.display()))
+                    {
+                        self.metrics.not_a_file.inc();
+                        tracing::warn!(source = %name, path = %path.display(), "{why}");
+                    }
+                    continue;
+                }
                 Err(e) => {
                     if self.warn_once(format!("open:{}", path.display())) {
                         self.metrics.errors.inc();
@@ -728,6 +742,10 @@ impl Tailer {
         let offset = self.files[i].framer.read_offset();
         let (paths, _) = self.globs.discover();
         for path in paths {
+            // Opening a FIFO would block: regular files only.
+            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
             let Ok(file) = File::open(&path) else {
                 continue;
             };
