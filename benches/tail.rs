@@ -6,7 +6,7 @@
 //! ratio is comparable even on a noisy shared machine:
 //!
 //! - **(a) floor**: the same floor as `benches/pipeline.rs` — this process generates the
-//!   workload (`weir::workload`, seed 42, no malformed lines) into a temporary file,
+//!   workload (`weir_workload`, seed 42, no malformed lines) into a temporary file,
 //!   reads it back with a 256 KiB `BufReader` line by line, and parses every line with
 //!   `serde_json::from_slice::<serde_json::Value>`. CPU is `getrusage(RUSAGE_SELF)`.
 //! - **(e) live tail**: `weir run PIPELINE` (not `--once`) as a child process, with a
@@ -51,7 +51,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use weir::workload::{Workload, WorkloadOptions};
+use weir_workload::{Workload, WorkloadOptions};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 const DEFAULT_RATE: u64 = 50_000;

@@ -18,4 +18,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo test --locked "$@"
+# --workspace: the root package and every member (crates/workload has its own unit tests).
+cargo test --workspace --locked "$@"

@@ -273,12 +273,12 @@ pub fn generate(
     output: Option<&Path>,
     truth: Option<&Path>,
 ) -> ExitCode {
-    let opts = crate::workload::WorkloadOptions {
+    let opts = weir_workload::WorkloadOptions {
         seed,
         malformed,
         ..Default::default()
     };
-    let mut w = crate::workload::Workload::new(opts);
+    let mut w = weir_workload::Workload::new(opts);
     if truth.is_some() {
         w.track_truth();
     }

@@ -21,4 +21,3 @@ pub mod telemetry;
 pub mod template;
 pub mod topology;
 pub mod transform;
-pub mod workload;

@@ -2,7 +2,7 @@
 //! can be regenerated (scripts/gen-fixtures.sh) and the benchmark's workload
 //! at scale is the same kind of data the tests read.
 
-use weir::workload::{Workload, WorkloadOptions};
+use weir_workload::{Workload, WorkloadOptions};
 
 #[test]
 fn sample_log_is_the_generator_output() {

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weir::workload::{Workload, WorkloadOptions};
+use weir_workload::{Workload, WorkloadOptions};
 
 pub type Res<T> = Result<T, String>;
 

@@ -1,22 +1,29 @@
-//! Deterministic synthetic application logs, for benchmarks and tests.
+//! weir-workload: deterministic synthetic logs in the format of the Feynman app
+//! (the seed's FastAPI + LangGraph tutoring service), and the exact metrics
+//! weir's `pipelines/feynman.yaml` should derive from them. weir's fixtures
+//! (`weir generate`, `fixtures/`), its benchmarks and its end-to-end tests use it;
+//! it is a separate crate so that the weir library does not ship it.
 //!
-//! [`Workload`] writes the physical lines the seed's FastAPI + LangGraph tutoring
-//! service would print: one JSON object per line in the shape of its
-//! `StructuredFormatter` (Python `json.dumps(..., ensure_ascii=False)`, so `", "` and
-//! `": "` separators and raw non-ASCII text), with request, tool, LLM, workflow, SSE and
-//! external-API events, multi-line Python tracebacks escaped onto one line, and — when
+//! [`Workload`] writes the physical lines that service would print: one JSON object
+//! per line in the shape of its `StructuredFormatter` (Python
+//! `json.dumps(..., ensure_ascii=False)`, so `", "` and `": "` separators and raw
+//! non-ASCII text), with request, tool, LLM, workflow, SSE and external-API events,
+//! multi-line Python tracebacks escaped onto one line, and — when
 //! [`WorkloadOptions::malformed`] is set — uvicorn plain-text lines and truncated JSON.
 //! Requests, users, sessions and SSE streams are correlated, timestamps only move
 //! forward, and now and then an "incident" degrades one upstream service for a few
 //! minutes, so error-rate and latency alerts have something to fire on.
 //!
-//! What it deliberately does not do: read the wall clock, spawn threads, allocate per
-//! line, or depend on anything beyond `std` (`serde_json` only in tests). It is not a
-//! statistical model of a real service and not a fuzzer: distributions are merely
-//! plausible, and the same seed always yields byte-identical output.
-//!
 //! [`Workload::track_truth`] makes it also tally the metrics `pipelines/feynman.yaml`
 //! should derive from the lines it writes ([`Truth`]), without changing them.
+//!
+//! What it deliberately does not do: read the wall clock, spawn threads, allocate
+//! per line, or depend on anything beyond `std` (`serde_json` and `regex` only in
+//! tests) — weir included, so it carries its own JSON string escaper. It does not
+//! read `pipelines/feynman.yaml` (the truth follows a hand copy of its rules) and
+//! does not model weir itself. It is not a statistical model of a real service and
+//! not a fuzzer: distributions are merely plausible, and the same seed always yields
+//! byte-identical output.
 //!
 //! Here is what to log and when; `data` holds the fixed vocabulary and traceback
 //! text, `format` the JSON and timestamp writing, `rng` the random numbers, and

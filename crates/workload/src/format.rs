@@ -33,6 +33,46 @@ pub(super) fn put_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Writes the body of a JSON string as `json.dumps(..., ensure_ascii=False)` does:
+/// `"` `\` and control characters (below U+0020) escaped, the rest (DEL and non-ASCII
+/// included) raw. The same bytes as weir's `event::write_json_str_body`, kept here
+/// so that this crate does not depend on weir.
+pub(super) fn put_str_body(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    // Fast path: a branch-free scan (vectorizes) finds nothing to escape.
+    let special = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
+    if !b.iter().fold(false, |acc, &c| acc | special(c)) {
+        out.extend_from_slice(b);
+        return;
+    }
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let rep: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&b[start..i]);
+                let hex = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(hex[usize::from(c >> 4)]);
+                out.push(hex[usize::from(c & 0xF)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(rep);
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
 fn key(out: &mut Vec<u8>, k: &str) {
     out.extend_from_slice(b", \"");
     out.extend_from_slice(k.as_bytes());
@@ -42,7 +82,7 @@ fn key(out: &mut Vec<u8>, k: &str) {
 pub(super) fn kv_str(out: &mut Vec<u8>, k: &str, v: &str) {
     key(out, k);
     out.push(b'"');
-    crate::event::write_json_str_body(out, v);
+    put_str_body(out, v);
     out.push(b'"');
 }
 
@@ -74,7 +114,7 @@ pub(super) fn kv_exception(out: &mut Vec<u8>, parts: &[&str]) {
     key(out, "exception");
     out.push(b'"');
     for p in parts {
-        crate::event::write_json_str_body(out, p);
+        put_str_body(out, p);
     }
     out.push(b'"');
 }
@@ -88,7 +128,7 @@ pub(super) fn head(out: &mut Vec<u8>, ts: &[u8; 32], level: &str, site: &Site, m
     out.extend_from_slice(b"\", \"logger\": \"");
     out.extend_from_slice(site.logger.as_bytes());
     out.extend_from_slice(b"\", \"message\": \"");
-    crate::event::write_json_str_body(out, msg);
+    put_str_body(out, msg);
     out.extend_from_slice(b"\", \"module\": \"");
     out.extend_from_slice(site.module.as_bytes());
     out.extend_from_slice(b"\", \"function\": \"");
@@ -187,12 +227,54 @@ mod tests {
     #[test]
     fn escaping_matches_python() {
         let mut out = Vec::new();
-        crate::event::write_json_str_body(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}中文🚀");
+        put_str_body(&mut out, "a\"b\\c\nd\te\u{1}f\u{7f}中文🚀");
         assert_eq!(out, "a\\\"b\\\\c\\nd\\te\\u0001f\u{7f}中文🚀".as_bytes());
         let mut f = Vec::new();
         put_f64(&mut f, 5.0);
         f.push(b' ');
         put_f64(&mut f, 152.341_985_702_514_65);
         assert_eq!(f, b"5.0 152.34198570251465");
+    }
+
+    /// Every ASCII character alone and between text, and non-ASCII text, escaped
+    /// as weir's escaper does it: a control character as serde_json writes it (the
+    /// short forms for `\b \f \n \r \t`, `\u00xx` in lower-case hex otherwise),
+    /// `"` and `\` with a backslash, everything else (DEL included) raw.
+    #[test]
+    fn escaping_every_ascii_character() {
+        for c in 0u8..=0x7f {
+            let ch = char::from(c);
+            let expected: String = match c {
+                b'"' => "\\\"".into(),
+                b'\\' => "\\\\".into(),
+                0x08 => "\\b".into(),
+                0x0c => "\\f".into(),
+                b'\n' => "\\n".into(),
+                b'\r' => "\\r".into(),
+                b'\t' => "\\t".into(),
+                0..=0x1f => format!("\\u{c:04x}"),
+                _ => ch.to_string(),
+            };
+            let mut alone = Vec::new();
+            put_str_body(&mut alone, &ch.to_string());
+            assert_eq!(alone, expected.as_bytes(), "{c:#04x} alone");
+            let mut between = Vec::new();
+            put_str_body(&mut between, &format!("é{ch}x{ch}"));
+            assert_eq!(
+                between,
+                format!("é{expected}x{expected}").as_bytes(),
+                "{c:#04x} between"
+            );
+            // serde_json agrees: its string body is the same bytes.
+            let json = serde_json::to_string(&format!("é{ch}x{ch}")).unwrap();
+            assert_eq!(
+                &json.as_bytes()[1..json.len() - 1],
+                between,
+                "{c:#04x} serde_json"
+            );
+        }
+        let mut out = Vec::new();
+        put_str_body(&mut out, "plain text, 中文 and 🚀 need nothing");
+        assert_eq!(out, "plain text, 中文 and 🚀 need nothing".as_bytes());
     }
 }

@@ -567,7 +567,7 @@ mod tests {
     use serde_json::Value as Json;
 
     use super::*;
-    use crate::workload::{Workload, WorkloadOptions};
+    use crate::{Workload, WorkloadOptions};
 
     fn exposition(t: &Truth) -> String {
         let mut out = Vec::new();
