@@ -33,6 +33,39 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 pub struct ApiState {
     pub registry: Registry,
     pub ready: Arc<AtomicBool>,
+    /// Where `POST /-/reload` asks the running pipeline to reload.
+    pub reloads: Option<tokio::sync::mpsc::Sender<crate::topology::ReloadRequest>>,
+}
+
+/// `POST /-/reload` (or PUT, as Prometheus takes both): re-reads the
+/// pipeline file and applies it. 200 with what changed; 500 with the
+/// errors when the file is invalid (the running pipeline stays).
+async fn reload(State(s): State<ApiState>) -> impl IntoResponse {
+    let Some(tx) = s.reloads else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available\n".to_string(),
+        );
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let req = crate::topology::ReloadRequest { reply: Some(reply) };
+    if tx.send(req).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping\n".to_string(),
+        );
+    }
+    match answer.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("reloaded: {summary}\n")),
+        Ok(Err(errors)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload the pipeline; it keeps running as it was:\n{errors}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping\n".to_string(),
+        ),
+    }
 }
 
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
@@ -58,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload).put(reload))
         .with_state(state)
 }
 

@@ -118,6 +118,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             crate::rlimit::nofile().ok().and_then(|l| l.soft)
         }
     };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let mut api_task = None;
     if pipeline.api.enabled {
         let addr: SocketAddr = pipeline.api.address.parse().expect("checked by validation");
@@ -132,6 +133,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                 let state = ApiState {
                     registry: registry.clone(),
                     ready: ready.clone(),
+                    reloads: Some(reload_tx.clone()),
                 };
                 api_task = Some(tokio::spawn(api::serve(
                     listener,
@@ -149,7 +151,6 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         }
     }
 
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(watch_signals(shutdown.clone(), reload_tx.clone()));
     let path = args.pipeline.clone();
     let loader: topology::Loader = Box::new(move || load(path.as_deref()));

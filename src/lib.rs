@@ -1,15 +1,32 @@
 //! weir: a structured-log shipper.
 //!
-//! Lines come in through sources (files, stdin), are decoded into events,
-//! pass through transforms, and leave through sinks; weir's own counters are
-//! served at `/metrics`. See README.md for the pipeline format.
+//! The modules, in the order a line meets them:
+//!
+//! - [`config`] reads a pipeline file (YAML with positions, `${VAR}`
+//!   expansion, located errors) and [`component`] maps each `type` to the
+//!   module that checks and starts it.
+//! - [`source`] reads lines (file tailing with checkpoints, stdin) and
+//!   [`decode`] turns them into [`event`]s; [`ack`] carries each batch's
+//!   acknowledgement back to its source.
+//! - [`fanout`] moves batches through bounded channels; [`topology`] wires
+//!   and runs the components, and reloads them.
+//! - [`transform`] filters events; [`template`] renders fields into labels
+//!   and names.
+//! - [`metrics`] derives counters, histograms and LLM costs from events;
+//!   [`sink`] delivers events (Loki, Elasticsearch, files, console) over
+//!   the shared [`http`] target.
+//! - [`telemetry`] holds weir's own counters, served by [`api`] with the
+//!   derived metrics; [`shutdown`], [`redact`] and [`rlimit`] are small
+//!   leaves used throughout; [`commands`] is what the CLI runs.
 
 pub mod ack;
 pub mod api;
 pub mod commands;
+pub mod component;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod redact;

@@ -22,24 +22,18 @@
 pub mod env;
 pub mod mask;
 pub mod node;
+pub mod ordered;
 pub mod units;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::decode::Decoder;
-use crate::sink::BlackholeConfig;
-use crate::sink::console::ConsoleConfig;
-use crate::sink::file::{FileSinkConfig, PathTemplate};
-use crate::source::file::{FileConfig, Globs};
-use crate::source::multiline::{Joiner, MultilineConfig};
-use crate::source::stdin::StdinConfig;
-use crate::transform::FilterConfig;
-use crate::transform::condition::Condition;
+use crate::component::{self, SinkSpec, SourceSpec, TransformSpec};
 use node::{Node, NodeKind, Pos, Seg, suggest, unknown_key_message};
 use units::Dur;
 
@@ -138,27 +132,6 @@ pub struct Component<K> {
     pub kind: K,
 }
 
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    File(FileConfig),
-    Stdin(StdinConfig),
-}
-
-#[derive(Debug, Clone)]
-pub enum TransformKind {
-    Filter(FilterConfig, Condition),
-}
-
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    Metrics(Box<crate::metrics::MetricsConfig>),
-    Loki(Box<crate::sink::loki::LokiConfig>),
-    Elasticsearch(Box<crate::sink::elasticsearch::ElasticsearchConfig>),
-    File(FileSinkConfig),
-    Console(ConsoleConfig),
-    Blackhole(BlackholeConfig),
-}
-
 /// A checked pipeline, ready to be built.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -168,9 +141,9 @@ pub struct Pipeline {
     pub api: ApiConfig,
     /// How long a stop may take to drain in-flight batches.
     pub grace_period: Duration,
-    pub sources: Vec<Component<SourceKind>>,
-    pub transforms: Vec<Component<TransformKind>>,
-    pub sinks: Vec<Component<SinkKind>>,
+    pub sources: Vec<Component<Arc<dyn SourceSpec>>>,
+    pub transforms: Vec<Component<Arc<dyn TransformSpec>>>,
+    pub sinks: Vec<Component<Arc<dyn SinkSpec>>>,
     /// Things that work but are probably not meant (a source nobody reads).
     pub warnings: Vec<ConfigError>,
 }
@@ -182,16 +155,6 @@ const TOP_KEYS: &[&str] = &[
     "sources",
     "transforms",
     "sinks",
-];
-const SOURCE_TYPES: &[&str] = &["file", "stdin"];
-const TRANSFORM_TYPES: &[&str] = &["filter"];
-const SINK_TYPES: &[&str] = &[
-    "file",
-    "console",
-    "blackhole",
-    "metrics",
-    "loki",
-    "elasticsearch",
 ];
 
 impl Pipeline {
@@ -381,122 +344,9 @@ impl Checker {
             None => Some(Duration::from_secs(30)),
         };
 
-        let sources = self.section(
-            root,
-            "sources",
-            SOURCE_TYPES,
-            false,
-            |cx, name, ty, body| {
-                let component = format!("sources.{name}");
-                let c = Some(component.as_str());
-                match ty {
-                    "file" => {
-                        let cfg: FileConfig = cx.typed(body, c)?;
-                        cx.check_decoder(body, c, &cfg.decode);
-                        cx.check_multiline(body, c, cfg.multiline.as_ref());
-                        if cfg.fingerprint_bytes == 0 {
-                            let pos = locate(body, &["fingerprint_bytes".into()]);
-                            cx.push(
-                                Some(pos),
-                                c,
-                                "`fingerprint_bytes` must be at least 1 (default 256)".into(),
-                            );
-                        }
-                        if let Err(e) = Globs::new(&cfg.include, &cfg.exclude) {
-                            let pos = body
-                                .get(e.key)
-                                .map(|n| match &n.kind {
-                                    NodeKind::Seq(items) => {
-                                        items.get(e.index).map_or(n.pos, |i| i.pos)
-                                    }
-                                    _ => n.pos,
-                                })
-                                .unwrap_or(body.pos);
-                            cx.push(Some(pos), c, e.message);
-                        }
-                        Some(SourceKind::File(cfg))
-                    }
-                    "stdin" => {
-                        let cfg: StdinConfig = cx.typed(body, c)?;
-                        cx.check_decoder(body, c, &cfg.decode);
-                        cx.check_multiline(body, c, cfg.multiline.as_ref());
-                        Some(SourceKind::Stdin(cfg))
-                    }
-                    _ => None,
-                }
-            },
-        );
-        let transforms = self.section(
-            root,
-            "transforms",
-            TRANSFORM_TYPES,
-            true,
-            |cx, name, ty, body| {
-                let component = format!("transforms.{name}");
-                let c = Some(component.as_str());
-                match ty {
-                    "filter" => {
-                        let cfg: FilterConfig = cx.typed(body, c)?;
-                        match cfg.condition.compile() {
-                            Ok(cond) => Some(TransformKind::Filter(cfg, cond)),
-                            Err(e) => {
-                                let mut path = vec!["condition".to_string()];
-                                path.extend(e.path);
-                                let pos = locate(body, &path);
-                                cx.push(Some(pos), c, e.message);
-                                None
-                            }
-                        }
-                    }
-                    _ => None,
-                }
-            },
-        );
-        let sinks = self.section(root, "sinks", SINK_TYPES, true, |cx, name, ty, body| {
-            let component = format!("sinks.{name}");
-            let c = Some(component.as_str());
-            match ty {
-                "file" => {
-                    let cfg: FileSinkConfig = cx.typed(body, c)?;
-                    if let Err(m) = PathTemplate::new(&cfg.path) {
-                        cx.push(Some(locate(body, &["path".into()])), c, m);
-                    }
-                    Some(SinkKind::File(cfg))
-                }
-                "metrics" => {
-                    let cfg: crate::metrics::MetricsConfig = cx.typed(body, c)?;
-                    if let Err(e) = cfg.check() {
-                        cx.push(Some(locate(body, &e.path)), c, e.message);
-                    }
-                    for (path, message) in cfg.warnings() {
-                        let w = cx.error(Some(locate(body, &path)), c, message);
-                        cx.lints.push(w);
-                    }
-                    Some(SinkKind::Metrics(Box::new(cfg)))
-                }
-                "loki" => {
-                    let cfg: crate::sink::loki::LokiConfig = cx.typed(body, c)?;
-                    if let Err(e) = cfg.check() {
-                        cx.push(Some(locate(body, &e.path)), c, e.message);
-                    }
-                    Some(SinkKind::Loki(Box::new(cfg)))
-                }
-                "elasticsearch" => {
-                    let cfg: crate::sink::elasticsearch::ElasticsearchConfig = cx.typed(body, c)?;
-                    if let Err(e) = cfg.check() {
-                        cx.push(Some(locate(body, &[e.key.to_string()])), c, e.message);
-                    }
-                    for (key, message) in cfg.warnings() {
-                        let w = cx.error(Some(locate(body, &[key.to_string()])), c, message);
-                        cx.lints.push(w);
-                    }
-                    Some(SinkKind::Elasticsearch(Box::new(cfg)))
-                }
-                "console" => cx.typed(body, c).map(SinkKind::Console),
-                "blackhole" => cx.typed(body, c).map(SinkKind::Blackhole),
-                _ => None,
-            }
-        });
+        let sources = self.section(root, "sources", component::SOURCES, false);
+        let transforms = self.section(root, "transforms", component::TRANSFORMS, true);
+        let sinks = self.section(root, "sinks", component::SINKS, true);
 
         if self.named.is_empty() {
             self.push(
@@ -520,43 +370,16 @@ impl Checker {
         Some(Pipeline { warnings, ..p })
     }
 
-    fn check_decoder(
-        &mut self,
-        body: &Node,
-        component: Option<&str>,
-        cfg: &crate::decode::DecodeConfig,
-    ) {
-        if let Err(e) = Decoder::check(cfg) {
-            let mut path = vec!["decode".to_string()];
-            path.extend(e.key.iter().map(|s| s.to_string()));
-            let pos = locate(body, &path);
-            self.push(Some(pos), component, e.message);
-        }
-    }
-
-    fn check_multiline(
-        &mut self,
-        body: &Node,
-        component: Option<&str>,
-        cfg: Option<&MultilineConfig>,
-    ) {
-        if let Some(m) = cfg
-            && let Err(e) = Joiner::new(m, 1)
-        {
-            let pos = locate(body, &["multiline".into(), e.key.into()]);
-            self.push(Some(pos), component, e.message);
-        }
-    }
-
     /// Reads one of `sources`, `transforms`, `sinks`.
-    fn section<K>(
+    fn section<S: ?Sized>(
         &mut self,
         root: &Node,
         key: &str,
-        types: &[&str],
+        table: &[component::Kind<S>],
         takes_inputs: bool,
-        mut build: impl FnMut(&mut Checker, &str, &str, &Node) -> Option<K>,
-    ) -> Vec<Component<K>> {
+    ) -> Vec<Component<Arc<S>>> {
+        let names = component::names(table);
+        let types = names.as_slice();
         let mut out = Vec::new();
         let Some(section) = root.get(key) else {
             return out;
@@ -658,7 +481,13 @@ impl Checker {
                 (Some(n), true) => self.typed::<Vec<String>>(n, c).unwrap_or_default(),
             };
             let opts = body.without_keys(&["type", "inputs"]);
-            if let Some(k) = build(self, &name, &ty, &opts) {
+            let kind_def = component::find(table, &ty).expect("type checked above");
+            let mut cx = CheckCx {
+                checker: self,
+                body: &opts,
+                component: component.clone(),
+            };
+            if let Some(k) = (kind_def.check)(&mut cx) {
                 out.push(Component {
                     name,
                     pos: name_node.pos,
@@ -804,6 +633,59 @@ fn component_of(path: &[Seg]) -> Option<String> {
         }
         [Seg::Key(top), ..] if top == "api" => Some("api".into()),
         _ => None,
+    }
+}
+
+/// What a component kind's check works with: the component's settings
+/// (without `type` and `inputs`) and a way to report problems at the
+/// position of the key they concern.
+pub struct CheckCx<'a> {
+    checker: &'a mut Checker,
+    body: &'a Node,
+    component: String,
+}
+
+impl CheckCx<'_> {
+    /// The settings as YAML, for checks that need more than their values.
+    pub fn body(&self) -> &Node {
+        self.body
+    }
+
+    /// `sources.app_logs`, `sinks.local`, …
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// The settings as `T`; every problem is recorded, and then `None`.
+    pub fn typed<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        self.checker.typed(self.body, Some(&self.component))
+    }
+
+    /// A problem with the setting at `path` (keys, or list indices).
+    pub fn error<P: AsRef<str>>(&mut self, path: &[P], message: impl Into<String>) {
+        let path: Vec<String> = path.iter().map(|p| p.as_ref().to_string()).collect();
+        let pos = locate(self.body, &path);
+        self.checker
+            .push(Some(pos), Some(&self.component), message.into());
+    }
+
+    /// Something that works but is probably not meant.
+    pub fn warn<P: AsRef<str>>(&mut self, path: &[P], message: impl Into<String>) {
+        let path: Vec<String> = path.iter().map(|p| p.as_ref().to_string()).collect();
+        let pos = locate(self.body, &path);
+        let w = self
+            .checker
+            .error(Some(pos), Some(&self.component), message.into());
+        self.checker.lints.push(w);
+    }
+
+    /// Whether any problem was recorded for this component so far.
+    pub fn has_errors(&self) -> bool {
+        let c = Some(self.component.as_str());
+        self.checker
+            .errors
+            .iter()
+            .any(|e| e.component.as_deref() == c)
     }
 }
 

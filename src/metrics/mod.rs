@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::SharedBatch;
 use crate::telemetry::{Counter, Registry};
 use crate::transform::condition::Condition;
@@ -292,6 +293,65 @@ impl Derived {
         }
         self.events.add(events.len() as u64);
     }
+}
+
+/// The `metrics` sink kind.
+pub const KIND: SinkKind = Kind {
+    name: "metrics",
+    check,
+};
+
+#[derive(Debug)]
+struct Spec {
+    cfg: MetricsConfig,
+}
+
+impl SinkSpec for Spec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let fail = |e: String| format!("sink {}: {e}", cx.name);
+        let derived = self
+            .cfg
+            .compile(&cx.registry, &cx.name)
+            .map_err(|e| fail(e.message))?;
+        cx.registry.set_render(&cx.name, derived.store.clone());
+        let mut pusher = None;
+        let mut awaiting = None;
+        if let Some(rw) = self.cfg.remote_write.clone() {
+            let waiting = remote_write::AwaitingPush::default();
+            pusher = Some(
+                remote_write::start(
+                    rw,
+                    derived.store.clone(),
+                    waiting.clone(),
+                    &cx.registry,
+                    &cx.name,
+                    cx.shutdown.clone(),
+                )
+                .map_err(fail)?,
+            );
+            awaiting = Some(waiting);
+        }
+        let input = cx.input;
+        Ok(tokio::spawn(async move {
+            run(derived, input, awaiting).await;
+            if let Some((stop, done)) = pusher {
+                let _ = stop.send(());
+                let _ = done.await;
+            }
+        }))
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let cfg: MetricsConfig = cx.typed()?;
+    if let Err(e) = cfg.check() {
+        cx.error(&e.path, e.message);
+        return None;
+    }
+    for (path, message) in cfg.warnings() {
+        cx.warn(&path, message);
+    }
+    Some(std::sync::Arc::new(Spec { cfg }))
 }
 
 /// Runs a `metrics` sink until its inputs close. A batch is acknowledged

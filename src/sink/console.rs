@@ -6,7 +6,8 @@ use std::io::Write;
 
 use serde::Deserialize;
 
-use super::{BatchConfig, Sink};
+use super::{BatchConfig, RetryConfig, Sink};
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -45,4 +46,35 @@ impl Sink for Console {
             Err(e) => Err(format!("writing to standard output: {e}").into()),
         }
     }
+}
+
+/// The `console` sink kind.
+pub const KIND: SinkKind = Kind {
+    name: "console",
+    check,
+};
+
+#[derive(Debug)]
+struct ConsoleSpec {
+    cfg: ConsoleConfig,
+}
+
+impl SinkSpec for ConsoleSpec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let batch = self.cfg.batch.unwrap_or(BatchConfig {
+            timeout: crate::config::units::Dur(std::time::Duration::from_millis(100)),
+            ..BatchConfig::default()
+        });
+        Ok(super::spawn(
+            cx,
+            Console::default(),
+            batch,
+            RetryConfig::default(),
+        ))
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let cfg: ConsoleConfig = cx.typed()?;
+    Some(std::sync::Arc::new(ConsoleSpec { cfg }))
 }

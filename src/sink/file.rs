@@ -29,7 +29,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BatchConfig, Sink};
+use super::{BatchConfig, RetryConfig, Sink};
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,6 +332,34 @@ fn ends_torn(f: &File, len: u64) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut last = [0u8; 1];
     Ok(len > 0 && f.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n')
+}
+
+/// The `file` sink kind.
+pub const KIND: SinkKind = Kind {
+    name: "file",
+    check,
+};
+
+#[derive(Debug)]
+struct FileSpec {
+    cfg: FileSinkConfig,
+}
+
+impl SinkSpec for FileSpec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let sink = FileSink::new(&self.cfg)?;
+        let batch = self.cfg.batch.unwrap_or_default();
+        Ok(super::spawn(cx, sink, batch, RetryConfig::default()))
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let cfg: FileSinkConfig = cx.typed()?;
+    if let Err(m) = PathTemplate::new(&cfg.path) {
+        cx.error(&["path"], m);
+        return None;
+    }
+    Some(std::sync::Arc::new(FileSpec { cfg }))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::config::units::{ByteSize, Dur};
 use crate::event::{Event, SharedBatch};
 use crate::http::Backoff;
@@ -326,6 +327,47 @@ async fn deliver<S: Sink>(
             _ = r.shutdown.expired() => return Delivery::Expired,
         }
     }
+}
+
+/// Runs `sink` as its own task, driven by [`drive`] with the sink's
+/// counters; what every sink kind's start does.
+pub fn spawn<S: Sink + 'static>(
+    cx: SinkContext,
+    sink: S,
+    batch: BatchConfig,
+    retry: RetryConfig,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = SinkMetrics::new(&cx.registry, &cx.name);
+    tokio::spawn(drive(
+        cx.name,
+        sink,
+        cx.input,
+        batch,
+        retry,
+        metrics,
+        cx.shutdown,
+    ))
+}
+
+/// The `blackhole` sink kind.
+pub const BLACKHOLE: SinkKind = Kind {
+    name: "blackhole",
+    check: check_blackhole,
+};
+
+#[derive(Debug)]
+struct BlackholeSpec;
+
+impl SinkSpec for BlackholeSpec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let (batch, retry) = (BatchConfig::default(), RetryConfig::default());
+        Ok(spawn(cx, Blackhole, batch, retry))
+    }
+}
+
+fn check_blackhole(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let BlackholeConfig {} = cx.typed()?;
+    Some(std::sync::Arc::new(BlackholeSpec))
 }
 
 /// Discards everything; for benchmarks and dry runs.

@@ -15,12 +15,14 @@ pub mod stdin;
 
 use std::path::PathBuf;
 
+use crate::component::CheckCx;
 use crate::decode::{DecodeConfig, Decoder};
 use crate::event::{Batch, Event};
+use crate::fanout::Fanout;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Registry};
-use crate::topology::fanout::Fanout;
 use lines::{FrameCounts, Line};
+use multiline::{Joiner, MultilineConfig};
 
 /// Default `max_line_bytes`: 1 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
@@ -114,7 +116,7 @@ pub fn flush(
     output: &Fanout,
     events: &mut Vec<Event>,
     ack: Option<crate::ack::Ack>,
-) -> Result<(), crate::topology::fanout::Closed> {
+) -> Result<(), crate::fanout::Closed> {
     if events.is_empty() && ack.is_none() {
         return Ok(());
     }
@@ -123,4 +125,22 @@ pub fn flush(
         ack,
     };
     output.send_blocking(batch)
+}
+
+/// Checks the decoding and multiline settings every source shares.
+pub fn check_reading(
+    cx: &mut CheckCx<'_>,
+    decode: &DecodeConfig,
+    multiline: Option<&MultilineConfig>,
+) {
+    if let Err(e) = Decoder::check(decode) {
+        let mut path = vec!["decode"];
+        path.extend(e.key.iter().copied());
+        cx.error(&path, e.message);
+    }
+    if let Some(m) = multiline
+        && let Err(e) = Joiner::new(m, 1)
+    {
+        cx.error(&["multiline", e.key], e.message);
+    }
 }

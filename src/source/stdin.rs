@@ -6,7 +6,7 @@
 //! ends at end of input.
 
 use std::io::{IsTerminal, Read};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::lines::{Framer, Oversize};
 use super::multiline::{Joiner, MultilineConfig};
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
+use crate::component::{CheckCx, Kind, SourceKind, SourceSpec};
 use crate::config::units::ByteSize;
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
@@ -35,6 +36,29 @@ fn default_max_line() -> ByteSize {
 }
 
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The `stdin` source kind.
+pub const KIND: SourceKind = Kind {
+    name: "stdin",
+    check,
+};
+
+#[derive(Debug)]
+struct StdinSpec {
+    cfg: StdinConfig,
+}
+
+impl SourceSpec for StdinSpec {
+    fn run(&self, ctx: SourceContext) -> Result<(), String> {
+        run(self.cfg.clone(), ctx)
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
+    let cfg: StdinConfig = cx.typed()?;
+    super::check_reading(cx, &cfg.decode, cfg.multiline.as_ref());
+    (!cx.has_errors()).then(|| Arc::new(StdinSpec { cfg }) as Arc<dyn SourceSpec>)
+}
 
 /// Runs the source on the calling thread until end of input or shutdown.
 pub fn run(cfg: StdinConfig, ctx: SourceContext) -> Result<(), String> {

@@ -22,7 +22,6 @@
 //! unacknowledged.
 
 mod build;
-pub mod fanout;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -30,12 +29,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{Component, ConfigErrors, Pipeline, SinkKind, SourceKind, TransformKind};
+use std::sync::Arc;
+
+use crate::component::{SinkSpec, SourceSpec, TransformSpec};
+use crate::config::{Component, ConfigErrors, Pipeline};
 use crate::event::SharedBatch;
+use crate::fanout::{CHANNEL_BATCHES, Fanout};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Gauge, Registry};
 use build::Context;
-use fanout::{CHANNEL_BATCHES, Fanout};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +95,7 @@ struct Topology {
     transforms: HashMap<String, RunningNode>,
     sinks: HashMap<String, RunningNode>,
     /// Sources stopped by a reload whose replacement waits for them to end.
-    replacing: HashMap<String, Component<SourceKind>>,
+    replacing: HashMap<String, Component<Arc<dyn SourceSpec>>>,
     /// Sources whose threads have not ended yet, by name and generation.
     alive: HashSet<(String, u64)>,
     /// Replaced sinks and transforms still delivering what they hold.
@@ -246,7 +248,7 @@ impl Topology {
         // Channels made here are held strongly until they are wired in.
         let mut fresh: Vec<mpsc::Sender<SharedBatch>> = Vec::new();
 
-        let wanted: HashMap<&str, &Component<SinkKind>> =
+        let wanted: HashMap<&str, &Component<Arc<dyn SinkSpec>>> =
             p.sinks.iter().map(|c| (c.name.as_str(), c)).collect();
         let stale: Vec<String> = self
             .sinks
@@ -308,7 +310,7 @@ impl Topology {
             self.retiring.push((format!("sink {name}"), task));
         }
 
-        let wanted: HashMap<&str, &Component<TransformKind>> =
+        let wanted: HashMap<&str, &Component<Arc<dyn TransformSpec>>> =
             p.transforms.iter().map(|c| (c.name.as_str(), c)).collect();
         let stale: Vec<String> = self
             .transforms
@@ -368,7 +370,7 @@ impl Topology {
             }
         }
 
-        let wanted: HashMap<&str, &Component<SourceKind>> =
+        let wanted: HashMap<&str, &Component<Arc<dyn SourceSpec>>> =
             p.sources.iter().map(|c| (c.name.as_str(), c)).collect();
         let stale: Vec<String> = self
             .sources
@@ -410,7 +412,7 @@ impl Topology {
 
     /// Starts a source with its fan-out already wired, so that nothing it
     /// reads goes nowhere.
-    fn start_source(&mut self, c: &Component<SourceKind>) -> Result<(), String> {
+    fn start_source(&mut self, c: &Component<Arc<dyn SourceSpec>>) -> Result<(), String> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let stop = Shutdown::with_grace(self.grace);

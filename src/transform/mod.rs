@@ -8,9 +8,10 @@ pub mod condition;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::component::{CheckCx, Kind, TransformContext, TransformKind, TransformSpec};
 use crate::event::{Batch, SharedBatch};
+use crate::fanout::Fanout;
 use crate::telemetry::{Counter, Registry};
-use crate::topology::fanout::Fanout;
 use condition::{Condition, ConditionConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +45,37 @@ impl Filter {
         batch.events.retain(|e| self.condition.matches(e));
         self.discarded.add((before - batch.events.len()) as u64);
         batch
+    }
+}
+
+/// The `filter` transform kind.
+pub const FILTER: TransformKind = Kind {
+    name: "filter",
+    check: check_filter,
+};
+
+#[derive(Debug)]
+struct FilterSpec {
+    condition: Condition,
+}
+
+impl TransformSpec for FilterSpec {
+    fn start(&self, cx: TransformContext) -> tokio::task::JoinHandle<()> {
+        let f = Filter::new(self.condition.clone(), &cx.registry, &cx.name);
+        tokio::spawn(run(f, cx.input, cx.output))
+    }
+}
+
+fn check_filter(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn TransformSpec>> {
+    let cfg: FilterConfig = cx.typed()?;
+    match cfg.condition.compile() {
+        Ok(condition) => Some(std::sync::Arc::new(FilterSpec { condition })),
+        Err(e) => {
+            let mut path = vec!["condition".to_string()];
+            path.extend(e.path);
+            cx.error(&path, e.message);
+            None
+        }
     }
 }
 

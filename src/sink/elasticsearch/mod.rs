@@ -27,6 +27,7 @@ pub mod config;
 
 use super::dead_letter::DeadLetter;
 use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, Gauge, Registry};
 use crate::template::{Template, TemplateConfig};
@@ -466,6 +467,37 @@ impl Sink for ElasticsearchSink {
     fn give_up(&mut self, reason: &str) -> bool {
         self.dead_letter_all("retry_exhausted", 0, reason).is_ok()
     }
+}
+
+/// The `elasticsearch` sink kind.
+pub const KIND: SinkKind = Kind {
+    name: "elasticsearch",
+    check,
+};
+
+#[derive(Debug)]
+struct Spec {
+    cfg: ElasticsearchConfig,
+}
+
+impl SinkSpec for Spec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let sink = ElasticsearchSink::new(&self.cfg, &cx.name, &cx.data_dir, &cx.registry)?;
+        let (batch, retry) = (sink.batch_config(), sink.retry_config());
+        Ok(super::spawn(cx, sink, batch, retry))
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let cfg: ElasticsearchConfig = cx.typed()?;
+    if let Err(e) = cfg.check() {
+        cx.error(&[e.key], e.message);
+        return None;
+    }
+    for (key, message) in cfg.warnings() {
+        cx.warn(&[key], message);
+    }
+    Some(std::sync::Arc::new(Spec { cfg }))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::ordered::OrderedMap;
 use crate::config::units::Dur;
-use crate::metrics::rules::indexmap_lite::OrderedMap;
 use crate::sink::{BatchConfig, RetryConfig};
 use crate::template::{Template, TemplateConfig};
 

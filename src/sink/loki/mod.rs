@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use super::dead_letter::DeadLetter;
 use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, Gauge, Registry};
 use crate::template::Template;
@@ -721,6 +722,34 @@ impl Sink for LokiSink {
             }
         }
     }
+}
+
+/// The `loki` sink kind.
+pub const KIND: SinkKind = Kind {
+    name: "loki",
+    check,
+};
+
+#[derive(Debug)]
+struct Spec {
+    cfg: LokiConfig,
+}
+
+impl SinkSpec for Spec {
+    fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
+        let sink = LokiSink::new(&self.cfg, &cx.name, &cx.data_dir, &cx.registry)?;
+        let (batch, retry) = (sink.batch_config(), sink.retry_config());
+        Ok(super::spawn(cx, sink, batch, retry))
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
+    let cfg: LokiConfig = cx.typed()?;
+    if let Err(e) = cfg.check() {
+        cx.error(&e.path, e.message);
+        return None;
+    }
+    Some(std::sync::Arc::new(Spec { cfg }))
 }
 
 #[cfg(test)]

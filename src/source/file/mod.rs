@@ -32,7 +32,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
@@ -44,11 +44,12 @@ use super::lines::{Framer, Line, Oversize};
 use super::multiline::{Joiner, MultilineConfig};
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
 use crate::ack::{Ack, AckTracker, Settlement, StreamId};
+use crate::component::{CheckCx, Kind, SourceKind, SourceSpec};
 use crate::config::units::{ByteSize, Dur};
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
+use crate::fanout::Closed;
 use crate::telemetry::{Counter, Gauge};
-use crate::topology::fanout::Closed;
 pub use discovery::{GlobError, Globs};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -215,14 +216,51 @@ fn unix_now() -> i64 {
     now_nanos() / 1_000_000_000
 }
 
+/// The `file` source kind.
+pub const KIND: SourceKind = Kind {
+    name: "file",
+    check,
+};
+
+/// A checked `file` source: its settings and compiled globs.
+#[derive(Debug)]
+struct FileSpec {
+    cfg: FileConfig,
+    globs: Globs,
+}
+
+impl SourceSpec for FileSpec {
+    fn run(&self, ctx: SourceContext) -> Result<(), String> {
+        run(self.cfg.clone(), self.globs.clone(), ctx)
+    }
+}
+
+fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
+    let cfg: FileConfig = cx.typed()?;
+    super::check_reading(cx, &cfg.decode, cfg.multiline.as_ref());
+    if cfg.fingerprint_bytes == 0 {
+        cx.error(
+            &["fingerprint_bytes"],
+            "`fingerprint_bytes` must be at least 1 (default 256)",
+        );
+    }
+    let globs = match Globs::new(&cfg.include, &cfg.exclude) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            cx.error(&[e.key.to_string(), e.index.to_string()], e.message);
+            None
+        }
+    };
+    if cx.has_errors() {
+        return None;
+    }
+    Some(Arc::new(FileSpec { cfg, globs: globs? }))
+}
+
 /// Runs the source on the calling thread until shutdown (or, with `--once`,
 /// until every file found at startup has been read to its end), then waits
 /// for the sinks to acknowledge what was sent and writes the checkpoints.
-pub fn run(cfg: FileConfig, ctx: SourceContext) -> Result<(), String> {
-    let globs = Globs::new(&cfg.include, &cfg.exclude).map_err(|e| e.message)?;
-    if let Some(m) = &cfg.multiline {
-        Joiner::new(m, 1).map_err(|e| e.message)?;
-    }
+pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), String> {
     let lines = LineDecoder::new(&cfg.decode, &ctx)?;
     let src = [("source", ctx.name.as_str())];
     let r = &ctx.registry;
