@@ -59,6 +59,62 @@ struct Family {
     series: Vec<(Vec<(String, String)>, Cell)>,
 }
 
+/// The counters of one family that differ in one label — by status, by
+/// outcome, by reason — each registered on first use and kept, so a hot
+/// path counts without looking the family up again.
+#[derive(Clone)]
+pub struct CounterFamily {
+    registry: Registry,
+    name: &'static str,
+    help: &'static str,
+    /// Labels every counter of the family has (e.g. `sink`).
+    fixed: Vec<(String, String)>,
+    label: &'static str,
+    counters: Vec<(String, Counter)>,
+}
+
+impl CounterFamily {
+    pub fn new(
+        registry: &Registry,
+        name: &'static str,
+        help: &'static str,
+        fixed: &[(&str, &str)],
+        label: &'static str,
+    ) -> Self {
+        CounterFamily {
+            registry: registry.clone(),
+            name,
+            help,
+            fixed: fixed
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            label,
+            counters: Vec::new(),
+        }
+    }
+
+    /// The counter whose varying label is `value`.
+    pub fn get(&mut self, value: &str) -> &Counter {
+        if let Some(i) = self.counters.iter().position(|(v, _)| v == value) {
+            return &self.counters[i].1;
+        }
+        let mut labels: Vec<(&str, &str)> = self
+            .fixed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        labels.push((self.label, value));
+        let c = self.registry.counter(self.name, self.help, &labels);
+        self.counters.push((value.to_string(), c));
+        &self.counters.last().expect("just pushed").1
+    }
+
+    pub fn add(&mut self, value: &str, n: u64) {
+        self.get(value).add(n);
+    }
+}
+
 /// Something else that writes families into the exposition (derived metrics).
 pub trait Render: Send + Sync {
     fn render(&self, out: &mut String);
@@ -154,7 +210,6 @@ impl Registry {
             .sum()
     }
 
-    /// Serves another store's families in this registry's exposition.
     /// Serves `r`'s families too, in place of any store added under `key`
     /// before (a metrics sink rebuilt by a reload).
     pub fn set_render(&self, key: &str, r: Arc<dyn Render>) {
@@ -223,6 +278,31 @@ fn escape_help(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_family_registers_each_value_once() {
+        let r = Registry::default();
+        let mut f = CounterFamily::new(
+            &r,
+            "weir_req_total",
+            "Requests.",
+            &[("sink", "s")],
+            "status",
+        );
+        f.add("204", 2);
+        f.add("500", 1);
+        f.add("204", 1);
+        let mut out = String::new();
+        r.render(&mut out);
+        assert!(
+            out.contains("weir_req_total{sink=\"s\",status=\"204\"} 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains("weir_req_total{sink=\"s\",status=\"500\"} 1"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn renders_families_with_escaped_labels() {

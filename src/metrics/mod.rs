@@ -308,27 +308,23 @@ struct Spec {
 
 impl SinkSpec for Spec {
     fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
-        let fail = |e: String| format!("sink {}: {e}", cx.name);
         let derived = self
             .cfg
             .compile(&cx.registry, &cx.name)
-            .map_err(|e| fail(e.message))?;
+            .map_err(|e| e.message)?;
         cx.registry.set_render(&cx.name, derived.store.clone());
         let mut pusher = None;
         let mut awaiting = None;
         if let Some(rw) = self.cfg.remote_write.clone() {
             let waiting = remote_write::AwaitingPush::default();
-            pusher = Some(
-                remote_write::start(
-                    rw,
-                    derived.store.clone(),
-                    waiting.clone(),
-                    &cx.registry,
-                    &cx.name,
-                    cx.shutdown.clone(),
-                )
-                .map_err(fail)?,
-            );
+            pusher = Some(remote_write::start(
+                rw,
+                derived.store.clone(),
+                waiting.clone(),
+                &cx.registry,
+                &cx.name,
+                cx.shutdown.clone(),
+            )?);
             awaiting = Some(waiting);
         }
         let input = cx.input;

@@ -11,14 +11,13 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::telemetry::{Counter, Registry};
+use crate::telemetry::{Counter, CounterFamily, Registry};
 
 pub struct DeadLetter {
     sink: String,
     path: PathBuf,
     file: Option<File>,
-    registry: Registry,
-    counters: Vec<(String, Counter)>,
+    counters: CounterFamily,
 }
 
 impl DeadLetter {
@@ -27,8 +26,13 @@ impl DeadLetter {
             sink: sink.to_string(),
             path: data_dir.join("dead-letter").join(format!("{sink}.ndjson")),
             file: None,
-            registry: registry.clone(),
-            counters: Vec::new(),
+            counters: CounterFamily::new(
+                registry,
+                "weir_dead_letter_events_total",
+                "Events written to the dead-letter file, by sink and reason.",
+                &[("sink", sink)],
+                "reason",
+            ),
         }
     }
 
@@ -37,16 +41,7 @@ impl DeadLetter {
     }
 
     fn counter(&mut self, reason: &str) -> &Counter {
-        if let Some(i) = self.counters.iter().position(|(r, _)| r == reason) {
-            return &self.counters[i].1;
-        }
-        let c = self.registry.counter(
-            "weir_dead_letter_events_total",
-            "Events written to the dead-letter file, by sink and reason.",
-            &[("sink", &self.sink), ("reason", reason)],
-        );
-        self.counters.push((reason.to_string(), c));
-        &self.counters.last().expect("just pushed").1
+        self.counters.get(reason)
     }
 
     /// Appends records (each a JSON object without the common fields, which

@@ -46,8 +46,39 @@ pub enum Outcome {
     Drained,
     /// The grace period passed before the sinks were done.
     GraceExpired,
-    /// A source failed.
-    Failed(String),
+    /// A component could not start, a source failed, or a task crashed.
+    Failed(RunError),
+}
+
+/// What can go wrong with a checked pipeline once it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunError {
+    /// A component could not start: a CA file that cannot be read, an HTTP
+    /// client that cannot be built, a thread that cannot be spawned.
+    Start { component: String, reason: String },
+    /// A source stopped on an error it could not get past.
+    Source { name: String, reason: String },
+    /// A component's task panicked; what it held stays unacknowledged.
+    Crashed { component: String, reason: String },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Start { component, reason } => {
+                write!(f, "{component} cannot start: {reason}")
+            }
+            RunError::Source { name, reason } => write!(f, "source {name}: {reason}"),
+            RunError::Crashed { component, reason } => write!(f, "{component} failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+fn start_error(kind: &str, name: &str) -> impl FnOnce(String) -> RunError {
+    let component = format!("{kind} {name}");
+    move |reason| RunError::Start { component, reason }
 }
 
 /// How long after the grace period the topology still waits for its
@@ -208,7 +239,10 @@ pub async fn run(
                 // Its batches were dropped unacknowledged: not lost, read
                 // again after a restart.
                 tracing::error!(component = %name, error = %e, "task failed; what it held stays unacknowledged");
-                crashed.get_or_insert(format!("{name} failed: {e}"));
+                crashed.get_or_insert(RunError::Crashed {
+                    component: name,
+                    reason: e.to_string(),
+                });
             }
         }
         crashed
@@ -243,7 +277,7 @@ fn config_of<K: std::fmt::Debug>(c: &Component<K>) -> String {
 impl Topology {
     /// Makes the running components what `p` describes (see the module
     /// documentation); returns a summary of what changed.
-    fn apply(&mut self, p: &Pipeline) -> Result<String, String> {
+    fn apply(&mut self, p: &Pipeline) -> Result<String, RunError> {
         let mut changes = Vec::new();
         // Channels made here are held strongly until they are wired in.
         let mut fresh: Vec<mpsc::Sender<SharedBatch>> = Vec::new();
@@ -277,7 +311,7 @@ impl Topology {
                 c.name
             ));
             let task = match before {
-                None => build::sink(c, rx, &self.cx)?,
+                None => build::sink(c, rx, &self.cx).map_err(start_error("sink", &c.name))?,
                 Some(old) => {
                     // Check it can be built now; start it once the old one
                     // has delivered what it holds.
@@ -412,7 +446,7 @@ impl Topology {
 
     /// Starts a source with its fan-out already wired, so that nothing it
     /// reads goes nowhere.
-    fn start_source(&mut self, c: &Component<Arc<dyn SourceSpec>>) -> Result<(), String> {
+    fn start_source(&mut self, c: &Component<Arc<dyn SourceSpec>>) -> Result<(), RunError> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let stop = Shutdown::with_grace(self.grace);
@@ -427,7 +461,8 @@ impl Topology {
                 generation,
                 result,
             });
-        })?;
+        })
+        .map_err(start_error("source", &c.name))?;
         self.alive.insert((c.name.clone(), generation));
         self.sources.insert(
             c.name.clone(),
@@ -464,7 +499,7 @@ impl Topology {
     }
 
     /// A source thread ended. Returns its error, which stops the pipeline.
-    fn source_ended(&mut self, ended: SourceEnded) -> Option<String> {
+    fn source_ended(&mut self, ended: SourceEnded) -> Option<RunError> {
         self.alive.remove(&(ended.name.clone(), ended.generation));
         let current = self
             .sources
@@ -475,7 +510,10 @@ impl Topology {
         }
         if let Err(e) = ended.result {
             tracing::error!(source = %ended.name, error = %e, "source failed; stopping the pipeline");
-            return Some(format!("source {}: {e}", ended.name));
+            return Some(RunError::Source {
+                name: ended.name,
+                reason: e,
+            });
         }
         if let Some(c) = self.replacing.remove(&ended.name) {
             // Its predecessor wrote its final checkpoints: resume from them.
@@ -523,7 +561,7 @@ impl Topology {
                 m.failed.inc();
                 m.last_ok.set(0);
                 tracing::error!(error = %e, "reload failed while starting a component");
-                Err(e)
+                Err(e.to_string())
             }
         }
     }

@@ -29,7 +29,7 @@ use super::dead_letter::DeadLetter;
 use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
-use crate::telemetry::{Counter, Gauge, Registry};
+use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
 use crate::template::{Template, TemplateConfig};
 pub use config::{DataStreamConfig, ElasticsearchConfig, EsCompression, EsConfigError, Mode};
 use config::{IdRule, default_ns, generic, logs};
@@ -42,9 +42,7 @@ struct Doc {
 }
 
 struct EsMetrics {
-    registry: Registry,
-    sink: String,
-    outcomes: Vec<(String, Counter)>,
+    outcomes: CounterFamily,
     bytes_raw: Counter,
     bytes_sent: Counter,
     batch_docs: Gauge,
@@ -52,16 +50,9 @@ struct EsMetrics {
 
 impl EsMetrics {
     fn outcome(&mut self, what: &str, n: u64) {
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.outcomes.add(what, n);
         }
-        if let Some((_, c)) = self.outcomes.iter().find(|(w, _)| w == what) {
-            c.add(n);
-            return;
-        }
-        let c = self.registry.counter("weir_elasticsearch_documents_total", "Documents sent, by sink and outcome (indexed, conflict_existing, retried, dead_lettered).", &[("sink", &self.sink), ("outcome", what)]);
-        c.add(n);
-        self.outcomes.push((what.to_string(), c));
     }
 }
 
@@ -113,9 +104,13 @@ impl ElasticsearchSink {
             pending: Vec::new(),
             dead_letter: DeadLetter::new(data_dir, sink, registry),
             metrics: EsMetrics {
-                registry: registry.clone(),
-                sink: sink.to_string(),
-                outcomes: Vec::new(),
+                outcomes: CounterFamily::new(
+                    registry,
+                    "weir_elasticsearch_documents_total",
+                    "Documents sent, by sink and outcome (indexed, conflict_existing, retried, dead_lettered).",
+                    &[("sink", sink)],
+                    "outcome",
+                ),
                 bytes_raw: registry.counter(
                     "weir_elasticsearch_bytes_total",
                     "Bulk request bodies, by sink and stage (encoded, sent after compression).",

@@ -33,7 +33,7 @@ use super::dead_letter::DeadLetter;
 use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
-use crate::telemetry::{Counter, Gauge, Registry};
+use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
 use crate::template::Template;
 pub use config::{
     BasicAuth, Compression, Encoding, LokiConfig, LokiConfigError, OutOfOrder, TlsConfig,
@@ -55,9 +55,7 @@ struct Stream {
 }
 
 struct LokiMetrics {
-    requests: HashMap<String, Counter>,
-    registry: Registry,
-    sink: String,
+    requests: CounterFamily,
     bytes_raw: Counter,
     bytes_sent: Counter,
     overflow: Counter,
@@ -67,14 +65,7 @@ struct LokiMetrics {
 
 impl LokiMetrics {
     fn request(&mut self, status: &str) {
-        let c = self.requests.entry(status.to_string()).or_insert_with(|| {
-            self.registry.counter(
-                "weir_loki_requests_total",
-                "Push requests to Loki, by sink and answer (HTTP status, or error).",
-                &[("sink", &self.sink), ("status", status)],
-            )
-        });
-        c.inc();
+        self.requests.add(status, 1);
     }
 }
 
@@ -149,9 +140,13 @@ impl LokiSink {
             crate::http::Target::new("Loki", url, cfg.request_timeout.0, cfg.tls.as_ref(), auth)?;
         let l = [("sink", sink)];
         let metrics = LokiMetrics {
-            requests: HashMap::new(),
-            registry: registry.clone(),
-            sink: sink.to_string(),
+            requests: CounterFamily::new(
+                registry,
+                "weir_loki_requests_total",
+                "Push requests to Loki, by sink and answer (HTTP status, or error).",
+                &l,
+                "status",
+            ),
             bytes_raw: registry.counter("weir_loki_bytes_total", "Push request bodies, by sink and stage (encoded before compression, sent after).", &[("sink", sink), ("stage", "encoded")]),
             bytes_sent: registry.counter("weir_loki_bytes_total", "Push request bodies, by sink and stage (encoded before compression, sent after).", &[("sink", sink), ("stage", "sent")]),
             overflow: registry.counter("weir_loki_stream_overflow_events_total", "Events sent to the overflow stream because the sink reached max_streams.", &l),
