@@ -1,10 +1,9 @@
-//! The Elasticsearch sink against a protocol-faithful fake (tests/common/es.rs):
+//! The Elasticsearch sink against a protocol-faithful fake (crates/testkit/src/es.rs):
 //! every line indexed exactly once, through outages, whole-request and
 //! per-item 429s, mapping conflicts and a SIGKILL mid-batch.
 
 mod common;
-#[path = "common/es.rs"]
-mod fake_es;
+use weir_testkit::es as fake_es;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -4,14 +4,9 @@
 //! stopped (SIGTERM, so the grace period runs out; or SIGKILL), and a
 //! restart against a working receiver must deliver every line.
 
-// Both fakes embed the same small HTTP server module.
-#![allow(clippy::duplicate_mod)]
-
 mod common;
-#[path = "common/es.rs"]
-mod fake_es;
-#[path = "common/loki.rs"]
-mod fake_loki;
+use weir_testkit::es as fake_es;
+use weir_testkit::loki as fake_loki;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -21,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use fake_loki::http_server;
 use prost::Message;
+use weir_testkit::http_server;
 
 const LINES: usize = 100_000;
 const GRACE: Duration = Duration::from_secs(5);

@@ -1,10 +1,9 @@
-//! The Loki sink against a protocol-faithful fake Loki (tests/common/loki.rs):
+//! The Loki sink against a protocol-faithful fake Loki (crates/testkit/src/loki.rs):
 //! every line arrives exactly once and in order per stream, through
 //! outages, 429 storms, partial 400s and a SIGKILL.
 
 mod common;
-#[path = "common/loki.rs"]
-mod fake_loki;
+use weir_testkit::loki as fake_loki;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,8 +2,7 @@
 //! rebuilt, the rest keeps running, and no line is lost or duplicated.
 
 mod common;
-#[path = "common/loki.rs"]
-mod fake_loki;
+use weir_testkit::loki as fake_loki;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -3,9 +3,7 @@
 //! and the newest values are delivered in the end.
 
 mod common;
-#[path = "common/http_server.rs"]
-#[allow(dead_code)]
-mod http_server;
+use weir_testkit::http_server;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

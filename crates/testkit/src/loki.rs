@@ -84,7 +84,6 @@
 //! keeping invalid UTF-8 in lines (Loki keeps the bytes; the fake stores
 //! the line lossily converted). Loki dedups against its in-memory head
 //! block; the fake against everything stored.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -95,10 +94,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
-#[path = "http_server.rs"]
-pub mod http_server;
-
-use http_server::{Request, Response, Server};
+use crate::http_server;
+use crate::http_server::{Request, Response, Server};
 
 /// Loki's push messages (package `logproto`), declared by hand. Fields that
 /// are proto `string` are declared `bytes` (same wire type): Go accepts
@@ -564,7 +561,14 @@ fn now_ns() -> i128 {
 /// Largest request body.
 const MAX_BODY: usize = 256 << 20;
 
-impl Response {
+/// This fake's answers, on the shared server's [`Response`].
+trait LokiAnswers {
+    fn no_content() -> Response;
+    fn error(status: u16, msg: &str) -> Response;
+    fn json(v: &serde_json::Value) -> Response;
+}
+
+impl LokiAnswers for Response {
     fn no_content() -> Response {
         Response::empty(204)
     }

@@ -6,8 +6,8 @@
 //! connections are cut, and the same port is bound again afterwards. The
 //! server stops, and frees its port, when dropped.
 //!
-//! A fake includes it as a nested module:
-//! `#[path = "http_server.rs"] mod http_server;`.
+//! The fakes build on it; a test may use it directly for a receiver of its
+//! own (remote write, a chat webhook).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

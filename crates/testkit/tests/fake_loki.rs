@@ -1,8 +1,7 @@
-//! The fake Loki (tests/common/loki.rs) against hand-built requests: what it
+//! The fake Loki (crates/testkit/src/loki.rs) against hand-built requests: what it
 //! stores, what it answers, byte for byte where Loki's answer is known.
 
-#[path = "common/loki.rs"]
-mod loki;
+use weir_testkit::loki;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,8 +1,7 @@
-//! Tests of the fake Elasticsearch itself (tests/common/es.rs), through a
+//! Tests of the fake Elasticsearch itself (crates/testkit/src/es.rs), through a
 //! tiny raw HTTP/1.1 client, so that the fake's strictness is pinned down
 //! before weir's Elasticsearch sink is tested against it.
-#[path = "common/es.rs"]
-mod es;
+use weir_testkit::es;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -760,76 +759,6 @@ fn total_fields_limit() {
 }
 
 #[test]
-fn count_and_search() {
-    let es = FakeEs::start();
-    let body: String = (0..12)
-        .map(|i| {
-            let level = if i % 3 == 0 { "error" } else { "info" };
-            format!("{{\"index\":{{\"_index\":\"app-{}\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i},\"level\":\"{level}\"}}\n", i % 2)
-        })
-        .collect();
-    assert_eq!(bulk(&es, &body).status, 200);
-    let get = |path: &str| request(&es.addr, "GET", path, &[], b"");
-    let a = get("/app-0/_count");
-    assert_eq!(a.json()["count"], 6);
-    assert_eq!(get("/app-*/_count").json()["count"], 12);
-    assert_eq!(get("/app-0,app-1/_count").json()["count"], 12);
-    assert_eq!(get("/_count").json()["count"], 12);
-    assert_eq!(get("/nothing-*/_count").json()["count"], 0);
-    let a = get("/missing/_count");
-    assert_eq!(a.status, 404);
-    assert_eq!(a.json()["error"]["type"], "index_not_found_exception");
-    assert_eq!(a.json()["error"]["reason"], "no such index [missing]");
-
-    let a = get("/app-*/_search?size=3");
-    let v = a.json();
-    assert_eq!(v["hits"]["total"], json!({"value":12,"relation":"eq"}));
-    assert_eq!(v["hits"]["hits"].as_array().unwrap().len(), 3);
-    let hit = &v["hits"]["hits"][0];
-    assert_eq!(hit["_index"], "app-0");
-    assert_eq!(hit["_id"], "0");
-    assert_eq!(hit["_score"], 1.0);
-    assert_eq!(hit["_source"], json!({"n":0,"level":"error"}));
-    assert_eq!(v["timed_out"], false);
-    let a = get("/app-*/_search");
-    assert_eq!(a.json()["hits"]["hits"].as_array().unwrap().len(), 10);
-
-    let q = br#"{"query":{"term":{"level":"error"}},"size":100,"sort":[{"n":"desc"}]}"#;
-    let a = request(
-        &es.addr,
-        "POST",
-        "/app-*/_search",
-        &[("Content-Type", "application/json")],
-        q,
-    );
-    let ns: Vec<u64> = a.json()["hits"]["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["_source"]["n"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ns, vec![9, 6, 3, 0]);
-    let a = request(
-        &es.addr,
-        "POST",
-        "/app-*/_count",
-        &[("Content-Type", "application/json")],
-        br#"{"query":{"match":{"level":"info"}}}"#,
-    );
-    assert_eq!(a.json()["count"], 8);
-    assert_eq!(get("/app-*/_count?q=level:error").json()["count"], 4);
-    assert_eq!(
-        get("/missing-*/_search").json()["hits"]["total"]["value"],
-        0
-    );
-    assert_eq!(get("/missing/_search").status, 404);
-    assert_eq!(es.doc_count("app-*"), 12);
-    let a = request(&es.addr, "HEAD", "/app-0", &[], b"");
-    assert_eq!(a.status, 200);
-    assert_eq!(request(&es.addr, "HEAD", "/nope", &[], b"").status, 404);
-}
-
-#[test]
 fn filter_path_shrinks_the_answer() {
     let es = FakeEs::start();
     let a = request(
@@ -952,10 +881,7 @@ fn path_prefix_routing() {
         a.json()["error"],
         "no handler found for uri [/a/b/_bulk] and method [POST]"
     );
-    assert_eq!(
-        request(&es.addr, "GET", "/es/x/_count", &[], b"").json()["count"],
-        1
-    );
+    assert_eq!(es.doc_count("x"), 1);
     assert_eq!(
         request(&es.addr, "GET", "/es", &[], b"").json()["version"]["number"],
         "8.13.0"
