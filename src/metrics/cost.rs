@@ -357,6 +357,12 @@ impl Costs {
         true
     }
 
+    /// Counts unpriced events in `counter` from now on (the registered one,
+    /// once the sink starts).
+    pub fn count_unpriced_in(&mut self, counter: Counter) {
+        self.unpriced = counter;
+    }
+
     /// Names an unpriced model in a warning, for the first few models only.
     fn warn_unpriced(&mut self, model: &str) {
         if self.warned_more || self.warned.contains(model) {

@@ -86,7 +86,7 @@ pub struct Derived {
 impl MetricsConfig {
     /// Checks the configuration without registering anything.
     pub fn check(&self) -> Result<(), MetricsConfigError> {
-        self.compile(&Registry::default(), "check").map(|_| ())
+        self.prepare().map(|_| ())
     }
 
     /// Lints that do not stop a pipeline, as `promtool check metrics` would.
@@ -113,6 +113,13 @@ impl MetricsConfig {
     }
 
     pub fn compile(&self, registry: &Registry, sink: &str) -> Result<Derived, MetricsConfigError> {
+        Ok(self.prepare()?.register(registry, sink))
+    }
+
+    /// Compiles the rules and the cost counters into their store, with no
+    /// counter registered yet: what `weir validate` checks and `weir run`
+    /// then starts.
+    pub fn prepare(&self) -> Result<Prepared, MetricsConfigError> {
         let mut store = Store::default();
         let mut compiled = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -126,15 +133,10 @@ impl MetricsConfig {
             })?;
             compiled.push(rule);
         }
-        let unpriced = registry.counter(
-            "weir_llm_unpriced_events_total",
-            "LLM events whose model is missing from the price table (counted at cost 0).",
-            &[("sink", sink)],
-        );
         let costs = match &self.costs {
             None => None,
             Some(c) => Some(
-                c.compile(&mut store, self.max_series, unpriced)
+                c.compile(&mut store, self.max_series, Counter::default())
                     .map_err(|e| {
                         let mut path = vec!["costs".to_string()];
                         path.extend(e.path);
@@ -150,6 +152,37 @@ impl MetricsConfig {
                 path: vec!["remote_write".into(), key.into()],
                 message,
             })?;
+        }
+        Ok(Prepared {
+            store,
+            rules: compiled,
+            costs,
+        })
+    }
+}
+
+/// A metrics sink's rules and cost counters, compiled (see
+/// [`MetricsConfig::prepare`]).
+pub struct Prepared {
+    store: Store,
+    rules: Vec<Rule>,
+    costs: Option<Costs>,
+}
+
+impl Prepared {
+    /// Registers the sink's self-metrics: the sink can run.
+    pub fn register(self, registry: &Registry, sink: &str) -> Derived {
+        let Prepared {
+            store,
+            rules: compiled,
+            mut costs,
+        } = self;
+        if let Some(c) = costs.as_mut() {
+            c.count_unpriced_in(registry.counter(
+                "weir_llm_unpriced_events_total",
+                "LLM events whose model is missing from the price table (counted at cost 0).",
+                &[("sink", sink)],
+            ));
         }
         let value_errors = compiled
             .iter()
@@ -206,7 +239,7 @@ impl MetricsConfig {
             .as_ref()
             .and_then(|c| c.when())
             .and_then(|w| w.split_key());
-        Ok(Derived {
+        Derived {
             dispatch,
             always,
             costs_key,
@@ -216,7 +249,7 @@ impl MetricsConfig {
             value_errors,
             overflow,
             events,
-        })
+        }
     }
 }
 
@@ -301,17 +334,28 @@ pub const KIND: SinkKind = Kind {
     check,
 };
 
-#[derive(Debug)]
 struct Spec {
     cfg: MetricsConfig,
+    /// Compiled at check; taken by the (one) start.
+    prepared: Mutex<Option<Prepared>>,
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSpec")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
 }
 
 impl SinkSpec for Spec {
     fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
-        let derived = self
-            .cfg
-            .compile(&cx.registry, &cx.name)
-            .map_err(|e| e.message)?;
+        let prepared = self.prepared.lock().expect("metrics spec lock").take();
+        let prepared = match prepared {
+            Some(p) => p,
+            None => self.cfg.prepare().map_err(|e| e.message)?,
+        };
+        let derived = prepared.register(&cx.registry, &cx.name);
         cx.registry.set_render(&cx.name, derived.store.clone());
         let mut pusher = None;
         let mut awaiting = None;
@@ -340,14 +384,20 @@ impl SinkSpec for Spec {
 
 fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
     let cfg: MetricsConfig = cx.typed()?;
-    if let Err(e) = cfg.check() {
-        cx.error(&e.path, e.message);
-        return None;
-    }
+    let prepared = match cfg.prepare() {
+        Ok(p) => p,
+        Err(e) => {
+            cx.error(&e.path, e.message);
+            return None;
+        }
+    };
     for (path, message) in cfg.warnings() {
         cx.warn(&path, message);
     }
-    Some(std::sync::Arc::new(Spec { cfg }))
+    Some(std::sync::Arc::new(Spec {
+        cfg,
+        prepared: Mutex::new(Some(prepared)),
+    }))
 }
 
 /// Runs a `metrics` sink until its inputs close. A batch is acknowledged
