@@ -23,34 +23,45 @@
 //!
 //! In `--once` mode, files shorter than `fingerprint_bytes` are read too but
 //! not checkpointed (they have no stable identity yet).
+//!
+//! The parts, in the order a line meets them:
+//!
+//! - `discovery`: the globs, and the paths they match now;
+//! - `watch`: inotify, a hint to look again sooner;
+//! - `scan`: what those paths mean — a new file, a rotation, a copy, a
+//!   rewrite, a file too short yet — and where to start reading;
+//! - `tailed`: the open files, keyed by `FileId`, with
+//!   their readers, framers and joiners, and when to close them;
+//! - `progress`: acknowledgements, and the checkpoints they move;
+//! - this module: the configuration, its check, and the loop that reads
+//!   each open file in turn, decodes its lines and sends them in batches.
 
 pub mod discovery;
+mod progress;
+mod scan;
+mod tailed;
 pub mod watch;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
-use super::checkpoint::Checkpoints;
-use super::fingerprint::{self, Fingerprint, Probe};
-use super::lines::{Framer, Line, Oversize};
-use super::multiline::{Joiner, MultilineConfig};
+use super::lines::{Line, Oversize};
+use super::multiline::MultilineConfig;
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
-use crate::ack::{Ack, AckTracker, Settlement, StreamId};
 use crate::component::{CheckCx, Kind, SourceKind, SourceSpec};
 use crate::config::units::{ByteSize, Dur};
 use crate::decode::DecodeConfig;
 use crate::decode::timestamp::now_nanos;
+use crate::event::Event;
 use crate::fanout::Closed;
 use crate::telemetry::{Counter, Gauge};
 pub use discovery::{GlobError, Globs};
+use progress::Progress;
+use scan::Untailed;
+use tailed::TailedFiles;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,55 +139,10 @@ const READS_PER_ROUND: usize = 8;
 /// line or two.
 const MIN_ROUND: Duration = Duration::from_millis(20);
 
-enum Reader {
-    Plain(File),
-    Gzip(Box<MultiGzDecoder<File>>),
-}
-
-impl Read for Reader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Reader::Plain(f) => f.read(buf),
-            Reader::Gzip(d) => d.read(buf),
-        }
-    }
-}
-
-struct Tailed {
-    path: PathBuf,
-    reader: Reader,
-    identity: (u64, u64),
-    fingerprint: Fingerprint,
-    /// Read in --once mode before it had a fingerprint: not checkpointed.
-    provisional: bool,
-    stream: StreamId,
-    framer: Framer,
-    joiner: Option<Joiner>,
-    /// Offset carried by the last batch sent for this file.
-    last_sent: u64,
-    last_data: Instant,
-    at_eof: bool,
-    /// Since when the path no longer leads to this file.
-    released_at: Option<Instant>,
-    /// A compressed file's final acknowledgement was sent.
-    done_sent: bool,
-}
-
-impl Tailed {
-    fn compressed(&self) -> bool {
-        matches!(self.reader, Reader::Gzip(_))
-    }
-}
-
-/// What an acknowledgement stream belongs to, for checkpoints.
-struct StreamInfo {
-    fingerprint: Fingerprint,
-    path: PathBuf,
-    provisional: bool,
-    /// For gzip files read to the end: their full length.
-    complete_at: Option<u64>,
-}
-
+/// The file source's own metrics. `open` and `checkpoint_errors` are
+/// handed to the parts that keep them (`tailed`, `progress`); they are
+/// registered here with the others so that the exposition lists them in
+/// the same order as ever.
 struct FileMetrics {
     open: Gauge,
     waiting: Gauge,
@@ -187,33 +153,70 @@ struct FileMetrics {
     not_a_file: Counter,
 }
 
+impl FileMetrics {
+    fn new(ctx: &SourceContext) -> FileMetrics {
+        let src = [("source", ctx.name.as_str())];
+        let r = &ctx.registry;
+        FileMetrics {
+            open: r.gauge("weir_files_open", "Files currently open, by source.", &src),
+            waiting: r.gauge(
+                "weir_files_waiting",
+                "Files shorter than fingerprint_bytes, not read yet.",
+                &src,
+            ),
+            truncations: r.counter(
+                "weir_file_truncations_total",
+                "Files that shrank below the read offset and were read again from the start.",
+                &src,
+            ),
+            copies_followed: r.counter(
+                "weir_file_copies_followed_total",
+                "Truncated files whose copy (copytruncate) was read on from the same offset.",
+                &src,
+            ),
+            errors: r.counter(
+                "weir_file_errors_total",
+                "Files or directories that could not be opened, listed or read.",
+                &src,
+            ),
+            checkpoint_errors: r.counter(
+                "weir_checkpoint_errors_total",
+                "Checkpoint files that could not be read or written.",
+                &src,
+            ),
+            not_a_file: r.counter(
+                "weir_files_skipped_total",
+                "Paths matching the include globs that are not read, by reason (not_a_file: a directory, FIFO, socket or device), each counted once.",
+                &[("source", ctx.name.as_str()), ("reason", "not_a_file")],
+            ),
+        }
+    }
+}
+
+/// Lines on their way from a file to a batch: the decoder, and the buffers
+/// it reuses from one read to the next.
+struct Batcher {
+    lines: LineDecoder,
+    joined: Vec<Line>,
+    events: Vec<Event>,
+}
+
 /// The state of one running file source.
 struct Tailer {
     cfg: FileConfig,
     ctx: SourceContext,
     globs: Globs,
-    lines: LineDecoder,
     metrics: FileMetrics,
-    ack_tx: Option<mpsc::Sender<Settlement>>,
-    tracker: AckTracker,
-    streams: HashMap<StreamId, StreamInfo>,
-    checkpoints: Option<Checkpoints>,
-    last_checkpoint: Instant,
-    files: Vec<Tailed>,
-    /// Files too short to fingerprint yet, by identity.
-    waiting: HashMap<(u64, u64), PathBuf>,
-    /// gzip files read to the end, by identity and size.
-    finished: HashSet<(u64, u64, u64)>,
-    next_stream: StreamId,
+    /// The files being read.
+    files: TailedFiles,
+    /// Files found but not read: too short yet, or gzip files read already.
+    untailed: Untailed,
+    /// Acknowledgements and checkpoints.
+    progress: Progress,
+    batcher: Batcher,
     /// Problems already reported, so each is logged once.
     warned: HashSet<String>,
     first_scan: bool,
-    events: Vec<crate::event::Event>,
-    joined: Vec<Line>,
-}
-
-fn unix_now() -> i64 {
-    now_nanos() / 1_000_000_000
 }
 
 /// The `file` source kind.
@@ -262,83 +265,30 @@ fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
 /// for the sinks to acknowledge what was sent and writes the checkpoints.
 pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), String> {
     let lines = LineDecoder::new(&cfg.decode, &ctx)?;
-    let src = [("source", ctx.name.as_str())];
-    let r = &ctx.registry;
-    let metrics = FileMetrics {
-        open: r.gauge("weir_files_open", "Files currently open, by source.", &src),
-        waiting: r.gauge(
-            "weir_files_waiting",
-            "Files shorter than fingerprint_bytes, not read yet.",
-            &src,
-        ),
-        truncations: r.counter(
-            "weir_file_truncations_total",
-            "Files that shrank below the read offset and were read again from the start.",
-            &src,
-        ),
-        copies_followed: r.counter(
-            "weir_file_copies_followed_total",
-            "Truncated files whose copy (copytruncate) was read on from the same offset.",
-            &src,
-        ),
-        errors: r.counter(
-            "weir_file_errors_total",
-            "Files or directories that could not be opened, listed or read.",
-            &src,
-        ),
-        checkpoint_errors: r.counter(
-            "weir_checkpoint_errors_total",
-            "Checkpoint files that could not be read or written.",
-            &src,
-        ),
-        not_a_file: r.counter(
-            "weir_files_skipped_total",
-            "Paths matching the include globs that are not read, by reason (not_a_file: a directory, FIFO, socket or device), each counted once.",
-            &[("source", ctx.name.as_str()), ("reason", "not_a_file")],
-        ),
-    };
-    let checkpoints = if cfg.ignore_checkpoints {
-        None
-    } else {
-        let path = Checkpoints::file_for(&ctx.data_dir, &ctx.name);
-        let (cp, warning) = Checkpoints::load(path, cfg.fingerprint_bytes);
-        if let Some(w) = warning {
-            metrics.checkpoint_errors.inc();
-            tracing::warn!(source = %ctx.name, "{w}");
-        } else if !cp.is_empty() {
-            tracing::info!(source = %ctx.name, files = cp.len(), "resuming from checkpoints");
-        }
-        Some(cp)
-    };
-    let (ack_tx, ack_rx) = mpsc::channel();
+    let metrics = FileMetrics::new(&ctx);
+    let progress = Progress::start(&cfg, &ctx, metrics.checkpoint_errors.clone());
     let mut wake = watch::Wakeup::new();
     let mut t = Tailer {
+        files: TailedFiles::new(metrics.open.clone()),
+        untailed: Untailed::default(),
+        progress,
+        batcher: Batcher {
+            lines,
+            joined: Vec::new(),
+            events: Vec::new(),
+        },
         cfg,
         ctx,
         globs,
-        lines,
         metrics,
-        ack_tx: Some(ack_tx),
-        tracker: AckTracker::default(),
-        streams: HashMap::new(),
-        checkpoints,
-        last_checkpoint: Instant::now(),
-        files: Vec::new(),
-        waiting: HashMap::new(),
-        finished: HashSet::new(),
-        next_stream: 0,
         warned: HashSet::new(),
         first_scan: true,
-        events: Vec::new(),
-        joined: Vec::new(),
     };
     let mut next_scan = Instant::now();
     let mut round_start = Instant::now();
     while !t.ctx.shutdown.is_triggered() {
-        while let Ok(s) = ack_rx.try_recv() {
-            t.settled(s);
-        }
-        t.maybe_checkpoint(false);
+        t.progress.settle_reported();
+        t.progress.maybe_checkpoint(false, t.files.streams());
         if (t.first_scan || !t.ctx.once) && Instant::now() >= next_scan {
             for (dir, recursive) in t.globs.watch_dirs() {
                 wake.watch(&dir, recursive);
@@ -355,11 +305,12 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
                     progressed |= p;
                     backlog |= p && !t.files.get(i).is_none_or(|f| f.at_eof);
                 }
-                Err(Closed) => return t.finish(ack_rx),
+                Err(Closed) => return t.finish(),
             }
             i += 1;
         }
-        t.release_finished();
+        let finished = t.files.release_finished(t.cfg.rotate_wait.0, &t.ctx.name);
+        t.untailed.finished.extend(finished);
         if t.ctx.once {
             if t.files.iter().all(|f| f.at_eof) {
                 break;
@@ -378,7 +329,7 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
         }
         round_start = Instant::now();
     }
-    t.finish(ack_rx)
+    t.finish()
 }
 
 impl Tailer {
@@ -386,464 +337,22 @@ impl Tailer {
         self.warned.insert(key)
     }
 
-    fn new_stream(
-        &mut self,
-        fingerprint: Fingerprint,
-        path: &Path,
-        provisional: bool,
-        offset: u64,
-    ) -> StreamId {
-        let id = self.next_stream;
-        self.next_stream += 1;
-        self.tracker.open(id, offset);
-        self.streams.insert(
-            id,
-            StreamInfo {
-                fingerprint,
-                path: path.to_path_buf(),
-                provisional,
-                complete_at: None,
-            },
-        );
-        id
-    }
-
-    /// Applies what the sinks reported on a batch to the checkpoints.
-    fn settled(&mut self, s: Settlement) {
-        let token = s.token;
-        let moved = self.tracker.settled(s);
-        if !s.delivered {
-            let path = self.streams.get(&token.stream).map(|i| i.path.clone());
-            if let Some(path) = path
-                && self.warn_once(format!("lost:{}", token.stream))
-            {
-                tracing::warn!(source = %self.ctx.name, path = %path.display(), offset = token.end_offset, "a batch of this file was not delivered; its checkpoint stays before it for the rest of this run, so a restart reads it again");
-            }
-        }
-        let Some(offset) = moved else {
-            return;
-        };
-        let (Some(cp), Some(info)) = (self.checkpoints.as_mut(), self.streams.get(&token.stream))
-        else {
-            return;
-        };
-        if info.provisional {
-            return;
-        }
-        let done = info.complete_at == Some(offset);
-        cp.set(info.fingerprint, offset, &info.path, done, unix_now());
-    }
-
-    fn maybe_checkpoint(&mut self, force: bool) {
-        if !force && self.last_checkpoint.elapsed() < self.cfg.checkpoint_interval.0 {
-            return;
-        }
-        self.last_checkpoint = Instant::now();
-        // Forget streams of released files once everything they sent is settled.
-        let open: HashSet<StreamId> = self.files.iter().map(|f| f.stream).collect();
-        let settled: Vec<StreamId> = self
-            .streams
-            .keys()
-            .filter(|s| !open.contains(s) && self.tracker.is_idle(**s))
-            .copied()
-            .collect();
-        for s in settled {
-            self.streams.remove(&s);
-            self.tracker.close(s);
-        }
-        let Some(cp) = self.checkpoints.as_mut() else {
-            return;
-        };
-        if cp.is_dirty()
-            && let Err(e) = cp.save(unix_now())
-        {
-            self.metrics.checkpoint_errors.inc();
-            if self.warned.insert("checkpoint-save".into()) {
-                tracing::error!(source = %self.ctx.name, error = %e, "cannot write checkpoints; will retry (a restart would read again from the last saved ones)");
-            }
-        }
-    }
-
-    /// Stops sending, waits for the sinks to settle what was sent, writes
-    /// the final checkpoints. The wait has no end of its own at the end of a
-    /// `--once` replay; once a stop is asked for, it ends with the grace
-    /// period (sinks let go of what they hold then, which ends it anyway).
-    fn finish(mut self, ack_rx: mpsc::Receiver<Settlement>) -> Result<(), String> {
-        // Nothing more is sent: sinks deliver what they hold, and report.
-        self.ctx.output.close();
-        self.ack_tx = None;
-        self.files.clear();
-        self.metrics.open.set(0);
-        loop {
-            let wait = match self.ctx.shutdown.deadline() {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_millis(100),
-            };
-            match ack_rx.recv_timeout(wait) {
-                Ok(s) => self.settled(s),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) if self.ctx.shutdown.deadline().is_none() => {
-                    // Periodic checkpoints go on while a replay is delivered.
-                    self.maybe_checkpoint(false);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    tracing::warn!(source = %self.ctx.name, "sinks did not settle within the grace period; checkpointing only what they delivered");
-                    break;
-                }
-            }
-        }
-        let lost: u64 = self.streams.keys().map(|s| self.tracker.lost(*s)).sum();
-        if lost > 0 {
-            tracing::warn!(source = %self.ctx.name, batches = lost, "some batches were not delivered; the checkpoints stay before them, so a restart reads them again");
-        }
-        self.maybe_checkpoint(true);
-        Ok(())
-    }
-
-    /// Looks for new files, and for paths that now lead elsewhere.
-    fn scan(&mut self) {
-        let name = self.ctx.name.clone();
-        let (paths, errors) = self.globs.discover();
-        for (dir, e) in errors {
-            if self.warn_once(format!("dir:{}", dir.display())) {
-                tracing::warn!(source = %name, dir = %dir.display(), error = %e, "cannot list directory; will keep looking");
-            }
-        }
-        if paths.is_empty() && self.files.is_empty() && self.warn_once("no-match".into()) {
-            tracing::warn!(source = %name, include = ?self.cfg.include, "no files match the include globs yet; will keep looking every {:?}", self.cfg.glob_interval.0);
-        }
-        let now = unix_now();
-        let mut seen: HashSet<(u64, u64)> = HashSet::new();
-        for path in &paths {
-            let meta = match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => m,
-                Ok(m) => {
-                    if let Some(why) = discovery::not_a_file(path, &m)
-                        && self.warn_once(format!("not-a-file:{}", path.display()))
-                    {
-                        self.metrics.not_a_file.inc();
-                        tracing::warn!(source = %name, path = %path.display(), "{why}");
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    if self.warn_once(format!("open:{}", path.display())) {
-                        self.metrics.errors.inc();
-                        tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot read file; skipping it");
-                    }
-                    continue;
-                }
-            };
-            let identity = (meta.dev(), meta.ino());
-            seen.insert(identity);
-            if let Some(f) = self.files.iter_mut().find(|f| f.identity == identity) {
-                // The same file, maybe under a new name (rotated by rename).
-                if f.path != *path {
-                    tracing::info!(source = %name, from = %f.path.display(), to = %path.display(), "file renamed; still reading it");
-                    f.path = path.clone();
-                    if let Some(info) = self.streams.get_mut(&f.stream) {
-                        info.path = path.clone();
-                    }
-                }
-                f.released_at = None;
-                if let Some(cp) = self.checkpoints.as_mut() {
-                    cp.touch(f.fingerprint, now);
-                }
-                continue;
-            }
-            if self
-                .finished
-                .contains(&(identity.0, identity.1, meta.len()))
-            {
-                continue;
-            }
-            self.open(path, identity, meta.len());
-        }
-        self.waiting.retain(|id, _| seen.contains(id));
-        self.metrics.waiting.set(self.waiting.len() as i64);
-        for f in self.files.iter_mut() {
-            if !seen.contains(&f.identity) && f.released_at.is_none() {
-                f.released_at = Some(Instant::now());
-            }
-        }
-        // An open file whose first bytes changed was truncated and rewritten.
-        for i in (0..self.files.len()).rev() {
-            let f = &self.files[i];
-            let Reader::Plain(file) = &f.reader else {
-                continue;
-            };
-            if f.provisional {
-                continue;
-            }
-            let changed = match fingerprint::probe_file(file, self.cfg.fingerprint_bytes) {
-                Ok(Probe::Ready { fingerprint, .. }) => fingerprint != f.fingerprint,
-                // It had enough bytes to be fingerprinted; now it has fewer.
-                Ok(Probe::TooShort { .. }) => true,
-                Err(_) => false,
-            };
-            if changed {
-                self.rewritten(i);
-            }
-        }
-        self.metrics.open.set(self.files.len() as i64);
-        self.first_scan = false;
-    }
-
-    /// Looks again at files that were too short to fingerprint.
-    fn probe_waiting(&mut self) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let waiting: Vec<((u64, u64), PathBuf)> =
-            self.waiting.iter().map(|(k, v)| (*k, v.clone())).collect();
-        for (identity, path) in waiting {
-            match std::fs::metadata(&path) {
-                Ok(m) if (m.dev(), m.ino()) == identity => {
-                    if m.len() >= self.cfg.fingerprint_bytes as u64 {
-                        self.open(&path, identity, m.len());
-                    }
-                }
-                // Gone or replaced: the next scan sorts it out.
-                _ => {
-                    self.waiting.remove(&identity);
-                }
-            }
-        }
-        self.metrics.waiting.set(self.waiting.len() as i64);
-    }
-
-    /// Starts reading a file not open yet (or notes it as too short).
-    fn open(&mut self, path: &Path, listed: (u64, u64), _listed_len: u64) {
-        let name = self.ctx.name.clone();
-        let opened = File::open(path).and_then(|file| file.metadata().map(|m| (file, m)));
-        let (file, meta) = match opened {
-            Ok(p) => p,
-            Err(e) => {
-                if self.warn_once(format!("open:{}", path.display())) {
-                    self.metrics.errors.inc();
-                    tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot open file; skipping it");
-                }
-                return;
-            }
-        };
-        // The path may have been rotated between the listing and this open:
-        // what counts is the file actually opened, not the one listed.
-        let identity = (meta.dev(), meta.ino());
-        let len = meta.len();
-        if identity != listed
-            && (self.files.iter().any(|f| f.identity == identity)
-                || self.finished.contains(&(identity.0, identity.1, len)))
-        {
-            return;
-        }
-        let probe = match fingerprint::probe_file(&file, self.cfg.fingerprint_bytes) {
-            Ok(p) => (file, p),
-            Err(e) => {
-                if self.warn_once(format!("open:{}", path.display())) {
-                    self.metrics.errors.inc();
-                    tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot read file; skipping it");
-                }
-                return;
-            }
-        };
-        let (file, fp, compressed, provisional) = match probe {
-            (
-                file,
-                Probe::Ready {
-                    fingerprint,
-                    compressed,
-                },
-            ) => (file, fingerprint, compressed, false),
-            (file, Probe::TooShort { compressed, .. }) if self.ctx.once => {
-                let mut head = Vec::new();
-                let _ = file.try_clone().and_then(|mut f| {
-                    f.rewind()?;
-                    f.read_to_end(&mut head)?;
-                    f.rewind()
-                });
-                (
-                    file,
-                    fingerprint::hash(&head) ^ 0x5157_u64,
-                    compressed,
-                    true,
-                )
-            }
-            (_, Probe::TooShort { len, .. }) => {
-                if self.waiting.insert(identity, path.to_path_buf()).is_none() {
-                    tracing::debug!(source = %name, path = %path.display(), bytes = len, "waiting for the file to reach fingerprint_bytes ({}) before reading it", self.cfg.fingerprint_bytes);
-                }
-                return;
-            }
-        };
-        self.waiting.remove(&identity);
-        if let Some(i) = self.files.iter().position(|f| f.fingerprint == fp) {
-            // The same content under another inode: a copy. Follow it if the
-            // file we were reading lost its content (copytruncate).
-            let f = &self.files[i];
-            let shrunk = match &f.reader {
-                Reader::Plain(file) => file
-                    .metadata()
-                    .is_ok_and(|m| m.len() < f.framer.read_offset()),
-                Reader::Gzip(_) => false,
-            };
-            if shrunk && !compressed && len >= self.files[i].framer.read_offset() {
-                self.follow_copy(i, path, identity, file);
-            }
-            return;
-        }
-        let entry = self.checkpoints.as_ref().and_then(|c| c.get(fp)).cloned();
-        if entry.as_ref().is_some_and(|e| e.done) {
-            self.finished.insert((identity.0, identity.1, len));
-            return;
-        }
-        let start = match (&entry, compressed) {
-            (Some(e), _) => e.offset,
-            (None, false) if self.first_scan && self.cfg.read_from == ReadFrom::End => len,
-            (None, _) => 0,
-        };
-        let reader = if compressed {
-            let mut dec = MultiGzDecoder::new(file);
-            if start > 0
-                && let Err(e) = io::copy(&mut (&mut dec).take(start), &mut io::sink())
-            {
-                tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot skip to the checkpoint in a compressed file; skipping the file");
-                return;
-            }
-            Reader::Gzip(Box::new(dec))
-        } else {
-            let mut file = file;
-            if start > len {
-                tracing::warn!(source = %name, path = %path.display(), checkpoint = start, size = len, "file is shorter than its checkpoint; reading it from the start");
-            }
-            let start = if start > len { 0 } else { start };
-            if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                tracing::warn!(source = %name, path = %path.display(), error = %e, "cannot seek; skipping the file");
-                return;
-            }
-            Reader::Plain(file)
-        };
-        let start = if !compressed && start > len { 0 } else { start };
-        let stream = self.new_stream(fp, path, provisional, start);
-        let why = if entry.is_some() {
-            "checkpoint"
-        } else {
-            "start"
-        };
-        tracing::info!(source = %name, path = %path.display(), offset = start, from = why, "following file");
-        let joiner = self.joiner();
-        self.files.push(Tailed {
-            path: path.to_path_buf(),
-            reader,
-            identity,
-            fingerprint: fp,
-            provisional,
-            stream,
-            framer: Framer::new(self.cfg.max_line_bytes.0 as usize, self.cfg.oversize, start),
-            joiner,
-            last_sent: start,
-            last_data: Instant::now(),
-            at_eof: false,
-            released_at: None,
-            done_sent: false,
-        });
-        self.metrics.open.set(self.files.len() as i64);
-    }
-
-    fn joiner(&self) -> Option<Joiner> {
-        let m = self.cfg.multiline.as_ref()?;
-        Joiner::new(m, self.cfg.max_line_bytes.0 as usize).ok()
-    }
-
-    /// Continues reading file `i` in its copy at `path`, from the same offset.
-    fn follow_copy(&mut self, i: usize, path: &Path, identity: (u64, u64), mut file: File) {
-        let f = &mut self.files[i];
-        if file.seek(SeekFrom::Start(f.framer.read_offset())).is_err() {
-            return;
-        }
-        tracing::info!(source = %self.ctx.name, from = %f.path.display(), to = %path.display(), offset = f.framer.read_offset(), "file was truncated after being copied; reading on in the copy");
-        self.metrics.copies_followed.inc();
-        f.reader = Reader::Plain(file);
-        f.identity = identity;
-        f.path = path.to_path_buf();
-        f.at_eof = false;
-        f.released_at = None;
-        if let Some(info) = self.streams.get_mut(&f.stream) {
-            info.path = path.to_path_buf();
-        }
-    }
-
-    /// File `i` lost the content we were reading (truncated, or rewritten
-    /// from the start). Look for a copy first (copytruncate); otherwise close
-    /// it so that the next scan reads it again as a new file.
-    fn rewritten(&mut self, i: usize) {
-        let fp = self.files[i].fingerprint;
-        let offset = self.files[i].framer.read_offset();
-        let (paths, _) = self.globs.discover();
-        for path in paths {
-            // Opening a FIFO would block: regular files only.
-            if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                continue;
-            }
-            let Ok(file) = File::open(&path) else {
-                continue;
-            };
-            let Ok(meta) = file.metadata() else { continue };
-            let identity = (meta.dev(), meta.ino());
-            if identity == self.files[i].identity || meta.len() < offset {
-                continue;
-            }
-            if let Ok(Probe::Ready {
-                fingerprint,
-                compressed: false,
-            }) = fingerprint::probe_file(&file, self.cfg.fingerprint_bytes)
-                && fingerprint == fp
-            {
-                self.follow_copy(i, &path, identity, file);
-                return;
-            }
-        }
-        let f = self.files.remove(i);
-        self.metrics.truncations.inc();
-        tracing::warn!(source = %self.ctx.name, path = %f.path.display(), offset, "file was truncated; reading it again from the start");
-        // Its bytes before the truncation that were not read are gone for
-        // every reader; the new content is a new file with a new identity.
-        self.metrics.open.set(self.files.len() as i64);
-        let (path, identity) = (f.path.clone(), f.identity);
-        drop(f);
-        if let Ok(meta) = std::fs::metadata(&path) {
-            self.open(&path, identity, meta.len());
-        }
-    }
-
     /// Reads what file `i` has, a batch per read; returns whether it had data.
     fn read_file(&mut self, i: usize) -> Result<bool, Closed> {
         let mut progressed = false;
         for _ in 0..READS_PER_ROUND {
-            let f = &mut self.files[i];
-            match f.framer.fill(&mut f.reader) {
-                Ok(0) => f.at_eof = true,
-                Ok(_) => {
-                    f.at_eof = false;
-                    f.last_data = Instant::now();
-                    progressed = true;
-                }
+            match self.files[i].fill() {
+                Ok(data) => progressed |= data,
                 Err(e) => {
-                    let (path, name) = (f.path.display().to_string(), self.ctx.name.clone());
-                    f.at_eof = true;
-                    f.released_at.get_or_insert(Instant::now());
+                    let path = self.files[i].path.display().to_string();
                     if self.warn_once(format!("read:{path}")) {
                         self.metrics.errors.inc();
-                        tracing::warn!(source = %name, path, error = %e, "read failed; releasing the file");
+                        tracing::warn!(source = %self.ctx.name, path, error = %e, "read failed; releasing the file");
                     }
                 }
             }
             let f = &self.files[i];
-            if f.at_eof
-                && let Reader::Plain(file) = &f.reader
-                && file
-                    .metadata()
-                    .is_ok_and(|m| m.len() < f.framer.read_offset())
-            {
+            if f.at_eof && f.shrunk() {
                 self.rewritten(i);
                 return Ok(true);
             }
@@ -860,37 +369,12 @@ impl Tailer {
     /// Frames, joins and decodes what file `i` has buffered.
     fn decode_lines(&mut self, i: usize) {
         let now = now_nanos();
-        let once = self.ctx.once;
+        let b = &mut self.batcher;
         let f = &mut self.files[i];
-        let mut start = f.framer.offset();
-        while let Some(line) = f.framer.next_line() {
-            let end = line.end_offset;
-            match f.joiner.as_mut() {
-                Some(j) => j.push(line, start, &mut self.joined),
-                None => self.joined.push(line),
-            }
-            start = end;
-        }
-        if f.at_eof {
-            let quiet = f.last_data.elapsed();
-            let gone = f.released_at.is_some();
-            if (once || gone || quiet >= self.cfg.line_timeout.0)
-                && let Some(partial) = f.framer.take_partial()
-            {
-                match f.joiner.as_mut() {
-                    Some(j) => j.push(partial, start, &mut self.joined),
-                    None => self.joined.push(partial),
-                }
-            }
-            if let Some(j) = f.joiner.as_mut()
-                && (once || gone || quiet >= j.timeout)
-            {
-                self.joined.extend(j.flush());
-            }
-        }
-        let file = (!self.files[i].provisional).then_some(self.files[i].fingerprint);
-        for line in self.joined.drain(..) {
-            self.lines.push_from(line, now, file, &mut self.events);
+        f.take_lines(self.ctx.once, self.cfg.line_timeout.0, &mut b.joined);
+        let file = (!f.provisional).then_some(f.fingerprint);
+        for line in b.joined.drain(..) {
+            b.lines.push_from(line, now, file, &mut b.events);
         }
     }
 
@@ -898,71 +382,33 @@ impl Tailer {
     /// what they cover. Lines that produced no event (blank, dropped) still
     /// move the offset, so they are acknowledged like the others.
     fn send(&mut self, i: usize) -> Result<(), Closed> {
+        let b = &mut self.batcher;
         let f = &mut self.files[i];
-        let end = match f.joiner.as_ref().and_then(|j| j.pending_start()) {
-            Some(held) => held,
-            None => f.framer.offset(),
-        };
-        self.lines.publish(&mut f.framer.counts);
+        let end = f.batch_end();
+        b.lines.publish(&mut f.framer.counts);
         // A compressed file read to its end is acknowledged once more at its
         // full length, even with nothing new, so its checkpoint says "done".
-        let gz_complete = f.compressed()
-            && f.at_eof
-            && f.framer.pending() == 0
-            && f.joiner
-                .as_ref()
-                .is_none_or(|j| j.pending_start().is_none());
-        if gz_complete && let Some(info) = self.streams.get_mut(&f.stream) {
-            info.complete_at = Some(end);
+        let gz_complete = f.compressed() && f.idle();
+        if gz_complete {
+            self.progress.complete_at(f.stream, end);
         }
         let announce_done = gz_complete && !f.done_sent;
-        if self.events.is_empty() && end <= f.last_sent && !announce_done {
+        if b.events.is_empty() && end <= f.last_sent && !announce_done {
             return Ok(());
         }
         f.done_sent |= announce_done;
         f.last_sent = end;
-        let token = self.tracker.sent(f.stream, end);
-        let Some(tx) = self.ack_tx.clone() else {
-            return Err(Closed);
-        };
-        flush(
-            &self.ctx.output,
-            &mut self.events,
-            Some(Ack::new(token, tx)),
-        )
+        let ack = self.progress.ack(f.stream, end)?;
+        flush(&self.ctx.output, &mut b.events, Some(ack))
     }
 
-    /// Closes files whose name went away and that are read to the end
-    /// (after `rotate_wait`), and compressed files read to the end.
-    fn release_finished(&mut self) {
-        let before = self.files.len();
-        let name = &self.ctx.name;
-        let wait = self.cfg.rotate_wait.0;
-        let finished = &mut self.finished;
-        self.files.retain(|f| {
-            let idle = f.at_eof
-                && f.framer.pending() == 0
-                && f.joiner
-                    .as_ref()
-                    .is_none_or(|j| j.pending_start().is_none());
-            let gone = f
-                .released_at
-                .is_some_and(|t| t.elapsed() >= wait && f.last_data.elapsed() >= wait);
-            let gz_done = f.compressed() && idle;
-            if idle && (gone || gz_done) {
-                if gz_done
-                    && let Reader::Gzip(d) = &f.reader
-                    && let Ok(m) = d.get_ref().metadata()
-                {
-                    finished.insert((m.dev(), m.ino(), m.len()));
-                }
-                tracing::info!(source = %name, path = %f.path.display(), "released file");
-                return false;
-            }
-            true
-        });
-        if self.files.len() != before {
-            self.metrics.open.set(self.files.len() as i64);
-        }
+    /// Stops sending, closes the files, and lets `progress` wait for the
+    /// sinks to settle what was sent and write the final checkpoints.
+    fn finish(mut self) -> Result<(), String> {
+        // Nothing more is sent: sinks deliver what they hold, and report.
+        self.ctx.output.close();
+        self.files.clear();
+        self.progress.finish(&self.ctx.shutdown);
+        Ok(())
     }
 }
