@@ -304,7 +304,7 @@ impl Ev<'_> {
                 }
                 other => query_err(format!("unary minus on {}", other.type_name())),
             },
-            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, ts, None))),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, ts))),
             Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.matrix_selector(ms, ts).series)),
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, ts)?.series)),
             Expr::Call(c) => functions::call(self, c, ts),
@@ -335,15 +335,9 @@ impl Ev<'_> {
 
     /// An instant vector selector: per series the newest sample in
     /// `[t - lookback, t]`, none if that sample is a stale marker. Samples
-    /// keep their own timestamps. `time_override` replaces the selector's
-    /// own time (used by `timestamp()` with `@`).
-    pub(crate) fn vector_selector(
-        &self,
-        vs: &VectorSelector,
-        ts: i64,
-        time_override: Option<i64>,
-    ) -> Vector {
-        let t = time_override.unwrap_or_else(|| self.sel_time(&vs.at, &vs.offset, ts));
+    /// keep their own timestamps.
+    pub(crate) fn vector_selector(&self, vs: &VectorSelector, ts: i64) -> Vector {
+        let t = self.sel_time(&vs.at, &vs.offset, ts);
         let ms = selector_matchers(vs);
         let mut out = Vec::new();
         for s in self.eng.storage.select(&ms, t - self.eng.lookback_ms, t) {

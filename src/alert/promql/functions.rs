@@ -329,15 +329,12 @@ pub(crate) fn call(ev: &Ev, c: &Call, ts: i64) -> Result<Value, EvalError> {
     Ok(Value::Vector(out))
 }
 
-/// `timestamp(v)`: a plain selector gives its samples' own times; with `@`
-/// 2.42 reads at the `@` time and ignores the selector's offset. Anything
-/// else has been evaluated at the step, so gives the step time.
+/// `timestamp(v)`: a plain selector gives its samples' own times (read at
+/// the selector's `@` and offset, as for any selector). Anything else has
+/// been evaluated at the step, so gives the step time.
 fn timestamp(ev: &Ev, arg: &Expr, ts: i64) -> Result<Vector, EvalError> {
     let (vec, own_time) = match arg {
-        Expr::VectorSelector(vs) => {
-            let over = vs.at.as_ref().map(|_| ev.at_time(&vs.at, ts));
-            (ev.vector_selector(vs, ts, over), true)
-        }
+        Expr::VectorSelector(vs) => (ev.vector_selector(vs, ts), true),
         other => (ev.eval_vector(other, ts)?, false),
     };
     Ok(vec
