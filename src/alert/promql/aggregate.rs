@@ -206,16 +206,8 @@ pub(crate) fn aggregate(ev: &Ev, a: &AggregateExpr, ts: i64) -> Result<Value, Ev
                 let n = g.count as f64;
                 g.mean += s.v / n - g.mean / n;
             }
-            "max" => {
-                if g.value < s.v || g.value.is_nan() {
-                    g.value = s.v;
-                }
-            }
-            "min" => {
-                if g.value > s.v || g.value.is_nan() {
-                    g.value = s.v;
-                }
-            }
+            "max" if g.value < s.v || g.value.is_nan() => g.value = s.v,
+            "min" if g.value > s.v || g.value.is_nan() => g.value = s.v,
             "count" | "count_values" => g.count += 1,
             "stddev" | "stdvar" => {
                 g.count += 1;
