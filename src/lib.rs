@@ -15,11 +15,14 @@
 //! - [`metrics`] derives counters, histograms and LLM costs from events;
 //!   [`sink`] delivers events (Loki, Elasticsearch, files, console) over
 //!   the shared [`http`] target.
+//! - [`alert`] evaluates PromQL (Prometheus 2.42 semantics) for alert
+//!   rules; not wired into pipelines yet.
 //! - [`telemetry`] holds weir's own counters, served by [`api`] with the
 //!   derived metrics; [`shutdown`], [`redact`] and [`rlimit`] are small
 //!   leaves used throughout; [`commands`] is what the CLI runs.
 
 pub mod ack;
+pub mod alert;
 pub mod api;
 pub mod commands;
 pub mod component;
