@@ -20,6 +20,7 @@
 //! Building the running components is the topology's job, not this module's.
 
 pub mod env;
+pub mod invalid;
 pub mod mask;
 pub mod node;
 pub mod ordered;
@@ -677,6 +678,11 @@ impl CheckCx<'_> {
             .checker
             .error(Some(pos), Some(&self.component), message.into());
         self.checker.lints.push(w);
+    }
+
+    /// A problem a check of the settings returned.
+    pub fn report(&mut self, e: invalid::Invalid) {
+        self.error(&e.path, e.message);
     }
 
     /// Whether any problem was recorded for this component so far.

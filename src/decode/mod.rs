@@ -14,6 +14,7 @@ pub mod timestamp;
 
 use serde::Deserialize;
 
+use crate::config::invalid::Invalid;
 use crate::event::{Event, Field, Text, Value};
 use crate::telemetry::{Counter, Registry};
 use timestamp::{TimeFormat, TimeParser};
@@ -80,13 +81,6 @@ fn default_time_format() -> String {
     "auto".into()
 }
 
-/// A configuration problem, with the key (under `decode`) it is about.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodeConfigError {
-    pub key: &'static [&'static str],
-    pub message: String,
-}
-
 enum CodecImpl {
     Json,
     Regex(regex::Regex),
@@ -111,49 +105,51 @@ pub struct Decoder {
 
 impl Decoder {
     /// Checks the configuration; nothing is registered.
-    pub fn check(cfg: &DecodeConfig) -> Result<(), DecodeConfigError> {
+    pub fn check(cfg: &DecodeConfig) -> Result<(), Invalid> {
         Self::build_parts(cfg).map(|_| ())
     }
 
     #[allow(clippy::type_complexity)]
     fn build_parts(
         cfg: &DecodeConfig,
-    ) -> Result<(CodecImpl, Option<(String, TimeParser)>), DecodeConfigError> {
+    ) -> Result<(CodecImpl, Option<(String, TimeParser)>), Invalid> {
         let codec = match (cfg.codec, &cfg.pattern) {
             (Codec::Regex, None) => {
-                return Err(DecodeConfigError {
-                    key: &["codec"],
-                    message: "`codec: regex` needs a `pattern` with named groups, e.g. `^(?P<level>\\w+): (?P<message>.*)$`".into(),
-                });
+                return Err(Invalid::at(
+                    &["codec"],
+                    "`codec: regex` needs a `pattern` with named groups, e.g. `^(?P<level>\\w+): (?P<message>.*)$`",
+                ));
             }
             (Codec::Regex, Some(p)) => {
-                let re = regex::Regex::new(p).map_err(|e| DecodeConfigError {
-                    key: &["pattern"],
-                    message: format!("invalid regex: {}", one_line(&e.to_string())),
+                let re = regex::Regex::new(p).map_err(|e| {
+                    Invalid::at(
+                        &["pattern"],
+                        format!("invalid regex: {}", one_line(&e.to_string())),
+                    )
                 })?;
                 if re.capture_names().flatten().next().is_none() {
-                    return Err(DecodeConfigError {
-                        key: &["pattern"],
-                        message: "the pattern has no named groups like `(?P<level>\\w+)`, so it would produce no fields".into(),
-                    });
+                    return Err(Invalid::at(
+                        &["pattern"],
+                        "the pattern has no named groups like `(?P<level>\\w+)`, so it would produce no fields",
+                    ));
                 }
                 CodecImpl::Regex(re)
             }
             (_, Some(_)) => {
-                return Err(DecodeConfigError {
-                    key: &["pattern"],
-                    message: "`pattern` only applies to `codec: regex`".into(),
-                });
+                return Err(Invalid::at(
+                    &["pattern"],
+                    "`pattern` only applies to `codec: regex`",
+                ));
             }
             (Codec::Json, None) => CodecImpl::Json,
             (Codec::Raw, None) => CodecImpl::Raw,
         };
         let time = match (&cfg.timestamp, cfg.codec) {
             (Some(_), Codec::Raw) => {
-                return Err(DecodeConfigError {
-                    key: &["timestamp"],
-                    message: "`codec: raw` has no fields to take a timestamp from".into(),
-                });
+                return Err(Invalid::at(
+                    &["timestamp"],
+                    "`codec: raw` has no fields to take a timestamp from",
+                ));
             }
             (None, Codec::Json) => Some((
                 default_time_field(),
@@ -164,15 +160,15 @@ impl Decoder {
             )),
             (None, _) => None,
             (Some(t), _) => {
-                let format = TimeFormat::parse(&t.format).map_err(|message| DecodeConfigError {
-                    key: &["timestamp", "format"],
-                    message,
-                })?;
+                let format = TimeFormat::parse(&t.format)
+                    .map_err(|message| Invalid::at(&["timestamp", "format"], message))?;
                 let zone = match &t.timezone {
                     None => None,
-                    Some(z) => Some(jiff::tz::TimeZone::get(z).map_err(|e| DecodeConfigError {
-                        key: &["timestamp", "timezone"],
-                        message: format!("unknown time zone `{z}`: {e}"),
+                    Some(z) => Some(jiff::tz::TimeZone::get(z).map_err(|e| {
+                        Invalid::at(
+                            &["timestamp", "timezone"],
+                            format!("unknown time zone `{z}`: {e}"),
+                        )
                     })?),
                 };
                 Some((t.field.clone(), TimeParser { format, zone }))
@@ -181,11 +177,7 @@ impl Decoder {
         Ok((codec, time))
     }
 
-    pub fn new(
-        cfg: &DecodeConfig,
-        registry: &Registry,
-        source: &str,
-    ) -> Result<Decoder, DecodeConfigError> {
+    pub fn new(cfg: &DecodeConfig, registry: &Registry, source: &str) -> Result<Decoder, Invalid> {
         let (codec, time_field) = Self::build_parts(cfg)?;
         let errors = REASONS.map(|reason| {
             registry.counter(
@@ -361,17 +353,17 @@ mod tests {
                 .unwrap()
         };
         let err = Decoder::check(&cfg("codec: regex\npattern: '(?P<a>'\n")).unwrap_err();
-        assert_eq!(err.key, &["pattern"]);
+        assert_eq!(err.path, ["pattern"]);
         assert!(err.message.starts_with("invalid regex"), "{}", err.message);
         assert_eq!(
-            Decoder::check(&cfg("codec: regex\n")).unwrap_err().key,
-            &["codec"]
+            Decoder::check(&cfg("codec: regex\n")).unwrap_err().path,
+            ["codec"]
         );
         assert_eq!(
             Decoder::check(&cfg("timestamp: {format: nope}\n"))
                 .unwrap_err()
-                .key,
-            &["timestamp", "format"]
+                .path,
+            ["timestamp", "format"]
         );
     }
 }

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use super::store::{FamilyId, Kind, Store};
+use crate::config::invalid::Invalid;
 use crate::event::Event;
 use crate::telemetry::Counter;
 use crate::transform::condition::{Condition, ConditionConfig};
@@ -98,13 +99,6 @@ fn keep_days() -> u32 {
 /// them, one more warning says there are others.
 pub const UNPRICED_WARNINGS: usize = 10;
 
-/// A configuration problem, with its key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CostError {
-    pub path: Vec<String>,
-    pub message: String,
-}
-
 pub struct Costs {
     when: Option<Condition>,
     model_field: String,
@@ -138,24 +132,17 @@ impl CostConfig {
         store: &mut Store<S>,
         default_max_series: usize,
         unpriced: Counter,
-    ) -> Result<Costs, CostError> {
+    ) -> Result<Costs, Invalid> {
         let max_series = self.max_series.unwrap_or(default_max_series);
         let when = match &self.when {
             None => None,
-            Some(c) => Some(c.compile().map_err(|e| {
-                let mut path = vec!["when".to_string()];
-                path.extend(e.path);
-                CostError {
-                    path,
-                    message: e.message,
-                }
-            })?),
+            Some(c) => Some(c.compile().map_err(|e| e.under("when"))?),
         };
         let zone = if self.timezone == "UTC" {
             None
         } else {
             Some(
-                jiff::tz::TimeZone::get(&self.timezone).map_err(|e| CostError {
+                jiff::tz::TimeZone::get(&self.timezone).map_err(|e| Invalid {
                     path: vec!["timezone".into()],
                     message: format!("unknown time zone `{}`: {e}", self.timezone),
                 })?,
@@ -163,7 +150,7 @@ impl CostConfig {
         };
         for (model, p) in &self.prices {
             if !(p.prompt >= 0.0 && p.completion >= 0.0) {
-                return Err(CostError {
+                return Err(Invalid {
                     path: vec!["prices".into(), model.clone()],
                     message: "prices are USD per 1K tokens and cannot be negative".into(),
                 });
@@ -181,7 +168,7 @@ impl CostConfig {
             };
             store
                 .family(name, help, kind, &l(labels), max)
-                .map_err(|m| CostError {
+                .map_err(|m| Invalid {
                     path: vec![],
                     message: m,
                 })

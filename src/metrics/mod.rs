@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
+use crate::config::invalid::Invalid;
 use crate::event::SharedBatch;
 use crate::telemetry::{Counter, Registry};
 use crate::transform::condition::Condition;
@@ -41,13 +42,6 @@ pub struct MetricsConfig {
 
 fn default_max_series() -> usize {
     10_000
-}
-
-/// A problem in the configuration: key path below the sink, and what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricsConfigError {
-    pub path: Vec<String>,
-    pub message: String,
 }
 
 /// The store every scrape reads.
@@ -85,7 +79,7 @@ pub struct Derived {
 
 impl MetricsConfig {
     /// Checks the configuration without registering anything.
-    pub fn check(&self) -> Result<(), MetricsConfigError> {
+    pub fn check(&self) -> Result<(), Invalid> {
         self.prepare().map(|_| ())
     }
 
@@ -112,43 +106,31 @@ impl MetricsConfig {
         out
     }
 
-    pub fn compile(&self, registry: &Registry, sink: &str) -> Result<Derived, MetricsConfigError> {
+    pub fn compile(&self, registry: &Registry, sink: &str) -> Result<Derived, Invalid> {
         Ok(self.prepare()?.register(registry, sink))
     }
 
     /// Compiles the rules and the cost counters into their store, with no
     /// counter registered yet: what `weir validate` checks and `weir run`
     /// then starts.
-    pub fn prepare(&self) -> Result<Prepared, MetricsConfigError> {
+    pub fn prepare(&self) -> Result<Prepared, Invalid> {
         let mut store = Store::default();
         let mut compiled = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
-            let rule = r.compile(&mut store, self.max_series).map_err(|e| {
-                let mut path = vec!["rules".to_string(), i.to_string()];
-                path.extend(e.path);
-                MetricsConfigError {
-                    path,
-                    message: e.message,
-                }
-            })?;
+            let rule = r
+                .compile(&mut store, self.max_series)
+                .map_err(|e| e.under(i).under("rules"))?;
             compiled.push(rule);
         }
         let costs = match &self.costs {
             None => None,
             Some(c) => Some(
                 c.compile(&mut store, self.max_series, Counter::default())
-                    .map_err(|e| {
-                        let mut path = vec!["costs".to_string()];
-                        path.extend(e.path);
-                        MetricsConfigError {
-                            path,
-                            message: e.message,
-                        }
-                    })?,
+                    .map_err(|e| e.under("costs"))?,
             ),
         };
         if let Some(rw) = &self.remote_write {
-            rw.check().map_err(|(key, message)| MetricsConfigError {
+            rw.check().map_err(|(key, message)| Invalid {
                 path: vec!["remote_write".into(), key.into()],
                 message,
             })?;
@@ -387,7 +369,7 @@ fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
     let prepared = match cfg.prepare() {
         Ok(p) => p,
         Err(e) => {
-            cx.error(&e.path, e.message);
+            cx.report(e);
             return None;
         }
     };

@@ -18,6 +18,7 @@
 
 use serde::Deserialize;
 
+use crate::config::invalid::Invalid;
 use crate::config::ordered::OrderedMap;
 
 use super::store::{DEFAULT_BUCKETS, FamilyId, Kind, Store};
@@ -64,15 +65,8 @@ fn one() -> f64 {
     1.0
 }
 
-/// A config problem inside one rule: the key path below the rule, and what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleError {
-    pub path: Vec<String>,
-    pub message: String,
-}
-
-fn err(path: &[&str], message: impl Into<String>) -> RuleError {
-    RuleError {
+fn err(path: &[&str], message: impl Into<String>) -> Invalid {
+    Invalid {
         path: path.iter().map(|s| s.to_string()).collect(),
         message: message.into(),
     }
@@ -123,7 +117,7 @@ impl RuleConfig {
         &self,
         store: &mut Store<S>,
         default_max_series: usize,
-    ) -> Result<Rule, RuleError> {
+    ) -> Result<Rule, Invalid> {
         if !valid_metric_name(&self.name) {
             return Err(err(
                 &["name"],
@@ -159,14 +153,7 @@ impl RuleConfig {
         }
         let when = match &self.when {
             None => None,
-            Some(c) => Some(c.compile().map_err(|e| {
-                let mut path = vec!["when".to_string()];
-                path.extend(e.path);
-                RuleError {
-                    path,
-                    message: e.message,
-                }
-            })?),
+            Some(c) => Some(c.compile().map_err(|e| e.under("when"))?),
         };
         let (kind, action) = match self.kind {
             MetricType::Counter => {
@@ -311,7 +298,7 @@ impl Rule {
 mod tests {
     use super::*;
 
-    fn rule(yaml: &str, store: &mut Store) -> Result<Rule, RuleError> {
+    fn rule(yaml: &str, store: &mut Store) -> Result<Rule, Invalid> {
         crate::config::node::Node::parse(yaml)
             .unwrap()
             .deserialize::<RuleConfig>()

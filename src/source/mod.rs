@@ -134,13 +134,11 @@ pub fn check_reading(
     multiline: Option<&MultilineConfig>,
 ) {
     if let Err(e) = Decoder::check(decode) {
-        let mut path = vec!["decode"];
-        path.extend(e.key.iter().copied());
-        cx.error(&path, e.message);
+        cx.report(e.under("decode"));
     }
     if let Some(m) = multiline
         && let Err(e) = Joiner::new(m, 1)
     {
-        cx.error(&["multiline", e.key], e.message);
+        cx.report(e.under("multiline"));
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::lines::Line;
+use crate::config::invalid::Invalid;
 use crate::config::units::Dur;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -47,13 +48,6 @@ fn default_timeout() -> Dur {
     Dur(Duration::from_secs(1))
 }
 
-/// A problem with the patterns, naming the key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MultilineError {
-    pub key: &'static str,
-    pub message: String,
-}
-
 #[derive(Debug)]
 struct Group {
     line: Line,
@@ -72,9 +66,9 @@ pub struct Joiner {
     pub timeout: Duration,
 }
 
-fn compile(key: &'static str, p: &str) -> Result<regex::Regex, MultilineError> {
-    regex::Regex::new(p).map_err(|e| MultilineError {
-        key,
+fn compile(key: &'static str, p: &str) -> Result<regex::Regex, Invalid> {
+    regex::Regex::new(p).map_err(|e| Invalid {
+        path: vec![key.to_string()],
         message: format!(
             "invalid regex: {}",
             e.to_string()
@@ -86,7 +80,7 @@ fn compile(key: &'static str, p: &str) -> Result<regex::Regex, MultilineError> {
 }
 
 impl Joiner {
-    pub fn new(cfg: &MultilineConfig, max_bytes: usize) -> Result<Joiner, MultilineError> {
+    pub fn new(cfg: &MultilineConfig, max_bytes: usize) -> Result<Joiner, Invalid> {
         Ok(Joiner {
             start: compile("start_pattern", &cfg.start_pattern)?,
             condition: compile("condition_pattern", &cfg.condition_pattern)?,

@@ -16,6 +16,7 @@
 
 use serde::Deserialize;
 
+use crate::config::invalid::Invalid;
 use crate::event::Event;
 
 /// The YAML form; compiled into a [`Condition`].
@@ -56,13 +57,6 @@ pub enum Condition {
     Not(Box<Condition>),
 }
 
-/// A problem in a condition, with the key path below `condition`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConditionError {
-    pub path: Vec<String>,
-    pub message: String,
-}
-
 fn text_of(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -71,24 +65,23 @@ fn text_of(v: &serde_json::Value) -> String {
 }
 
 impl ConditionConfig {
-    pub fn compile(&self) -> Result<Condition, ConditionError> {
-        let err = |path: &[&str], message: String| ConditionError {
+    pub fn compile(&self) -> Result<Condition, Invalid> {
+        let err = |path: &[&str], message: String| Invalid {
             path: path.iter().map(|s| s.to_string()).collect(),
             message,
         };
-        let nested =
-            |key: &str, list: &[ConditionConfig]| -> Result<Vec<Condition>, ConditionError> {
-                list.iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        c.compile().map_err(|mut e| {
-                            e.path.insert(0, i.to_string());
-                            e.path.insert(0, key.to_string());
-                            e
-                        })
+        let nested = |key: &str, list: &[ConditionConfig]| -> Result<Vec<Condition>, Invalid> {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.compile().map_err(|mut e| {
+                        e.path.insert(0, i.to_string());
+                        e.path.insert(0, key.to_string());
+                        e
                     })
-                    .collect()
-            };
+                })
+                .collect()
+        };
         let combinators = [self.all.is_some(), self.any.is_some(), self.not.is_some()]
             .iter()
             .filter(|b| **b)
@@ -242,7 +235,7 @@ impl Condition {
 mod tests {
     use super::*;
 
-    fn cond(yaml: &str) -> Result<Condition, ConditionError> {
+    fn cond(yaml: &str) -> Result<Condition, Invalid> {
         crate::config::node::Node::parse(yaml)
             .unwrap()
             .deserialize::<ConditionConfig>()

@@ -71,9 +71,7 @@ fn check_filter(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn TransformSpec
     match cfg.condition.compile() {
         Ok(condition) => Some(std::sync::Arc::new(FilterSpec { condition })),
         Err(e) => {
-            let mut path = vec!["condition".to_string()];
-            path.extend(e.path);
-            cx.error(&path, e.message);
+            cx.report(e.under("condition"));
             None
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::invalid::Invalid;
 use crate::config::units::Dur;
 use crate::http::{BasicAuth, TlsConfig};
 use crate::sink::{BatchConfig, RetryConfig};
@@ -93,18 +94,8 @@ fn default_request_timeout() -> Dur {
     Dur(Duration::from_secs(60))
 }
 
-/// A configuration problem: key below the sink, and what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EsConfigError {
-    pub key: &'static str,
-    pub message: String,
-}
-
-fn err(key: &'static str, message: impl Into<String>) -> EsConfigError {
-    EsConfigError {
-        key,
-        message: message.into(),
-    }
+fn err(key: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid::at(&[key], message)
 }
 
 /// Characters Elasticsearch refuses in index names.
@@ -117,7 +108,7 @@ pub(super) enum IdRule {
 }
 
 impl ElasticsearchConfig {
-    pub fn check(&self) -> Result<(), EsConfigError> {
+    pub fn check(&self) -> Result<(), Invalid> {
         if !crate::http::is_http_url(&self.endpoint) {
             return Err(err(
                 "endpoint",
@@ -231,7 +222,7 @@ impl ElasticsearchConfig {
         out
     }
 
-    pub(super) fn id_rule(&self) -> Result<IdRule, EsConfigError> {
+    pub(super) fn id_rule(&self) -> Result<IdRule, Invalid> {
         Ok(match self.id.as_str() {
             "fingerprint" => IdRule::Fingerprint,
             "none" => IdRule::None,

@@ -31,7 +31,7 @@ use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
 use crate::template::{Template, TemplateConfig};
-pub use config::{DataStreamConfig, ElasticsearchConfig, EsCompression, EsConfigError, Mode};
+pub use config::{DataStreamConfig, ElasticsearchConfig, EsCompression, Mode};
 use config::{IdRule, default_ns, generic, logs};
 
 struct Doc {
@@ -486,7 +486,7 @@ impl SinkSpec for Spec {
 fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
     let cfg: ElasticsearchConfig = cx.typed()?;
     if let Err(e) = cfg.check() {
-        cx.error(&[e.key], e.message);
+        cx.report(e);
         return None;
     }
     for (key, message) in cfg.warnings() {
@@ -564,7 +564,7 @@ mod tests {
                 .unwrap()
                 .deserialize()
                 .unwrap();
-            cfg.check().unwrap_err().key
+            cfg.check().unwrap_err().path.join(".")
         };
         assert_eq!(bad("endpoint: es:9200\n"), "endpoint");
         assert_eq!(bad("endpoint: http://x\nindex: Logs-%Y\n"), "index");

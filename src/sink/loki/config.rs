@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::invalid::Invalid;
 use crate::config::ordered::OrderedMap;
 use crate::config::units::Dur;
 use crate::sink::{BatchConfig, RetryConfig};
@@ -99,15 +100,8 @@ fn default_window() -> Dur {
 /// Loki's limit on label names per stream (3.x).
 const MAX_LABELS: usize = 15;
 
-/// A configuration problem: key path below the sink, and what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LokiConfigError {
-    pub path: Vec<String>,
-    pub message: String,
-}
-
-fn cfg_err(path: &[&str], message: impl Into<String>) -> LokiConfigError {
-    LokiConfigError {
+fn cfg_err(path: &[&str], message: impl Into<String>) -> Invalid {
+    Invalid {
         path: path.iter().map(|s| s.to_string()).collect(),
         message: message.into(),
     }
@@ -122,10 +116,7 @@ pub(super) enum Line {
 pub(super) type Pairs = Vec<(String, Template)>;
 
 impl LokiConfig {
-    fn compile_pairs(
-        map: &OrderedMap<TemplateConfig>,
-        key: &str,
-    ) -> Result<Pairs, LokiConfigError> {
+    fn compile_pairs(map: &OrderedMap<TemplateConfig>, key: &str) -> Result<Pairs, Invalid> {
         map.iter()
             .map(|(name, t)| {
                 if !crate::metrics::rules::valid_label_name(name) {
@@ -140,7 +131,7 @@ impl LokiConfig {
             .collect()
     }
 
-    pub(super) fn compile(&self) -> Result<(Pairs, Pairs, Line, String), LokiConfigError> {
+    pub(super) fn compile(&self) -> Result<(Pairs, Pairs, Line, String), Invalid> {
         if !crate::http::is_http_url(&self.endpoint) {
             return Err(cfg_err(
                 &["endpoint"],
@@ -203,7 +194,7 @@ impl LokiConfig {
         Ok((labels, metadata, line, url))
     }
 
-    pub fn check(&self) -> Result<(), LokiConfigError> {
+    pub fn check(&self) -> Result<(), Invalid> {
         self.compile().map(|_| ())
     }
 }

@@ -35,9 +35,7 @@ use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
 use crate::template::Template;
-pub use config::{
-    BasicAuth, Compression, Encoding, LokiConfig, LokiConfigError, OutOfOrder, TlsConfig,
-};
+pub use config::{BasicAuth, Compression, Encoding, LokiConfig, OutOfOrder, TlsConfig};
 use config::{Line, Pairs};
 use rejections::{Rejection, Target};
 
@@ -741,7 +739,7 @@ impl SinkSpec for Spec {
 fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
     let cfg: LokiConfig = cx.typed()?;
     if let Err(e) = cfg.check() {
-        cx.error(&e.path, e.message);
+        cx.report(e);
         return None;
     }
     Some(std::sync::Arc::new(Spec { cfg }))

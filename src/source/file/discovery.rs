@@ -11,13 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-/// A problem with one of the globs: which list, which entry, what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GlobError {
-    pub key: &'static str,
-    pub index: usize,
-    pub message: String,
-}
+use crate::config::invalid::Invalid;
 
 /// The include / exclude globs of one source.
 #[derive(Debug, Clone)]
@@ -44,21 +38,16 @@ fn glob(pattern: &str) -> Result<globset::Glob, String> {
 }
 
 impl Globs {
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Globs, GlobError> {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Globs, Invalid> {
         if include.is_empty() {
-            return Err(GlobError {
-                key: "include",
-                index: 0,
-                message: "`include` is empty: list at least one glob, e.g. `./logs/*.log`".into(),
-            });
+            return Err(Invalid::at(
+                &["include"],
+                "`include` is empty: list at least one glob, e.g. `./logs/*.log`",
+            ));
         }
         let mut inc = Vec::new();
         for (index, pattern) in include.iter().enumerate() {
-            let err = |message| GlobError {
-                key: "include",
-                index,
-                message,
-            };
+            let err = |message| Invalid::at(&["include".to_string(), index.to_string()], message);
             let matcher = glob(pattern).map_err(err)?.compile_matcher();
             let (base, depth) = split_base(pattern);
             let last = Path::new(pattern)
@@ -74,17 +63,13 @@ impl Globs {
         }
         let mut ex = GlobSetBuilder::new();
         for (index, pattern) in exclude.iter().enumerate() {
-            ex.add(glob(pattern).map_err(|message| GlobError {
-                key: "exclude",
-                index,
-                message,
+            ex.add(glob(pattern).map_err(|message| {
+                Invalid::at(&["exclude".to_string(), index.to_string()], message)
             })?);
         }
-        let exclude = ex.build().map_err(|e| GlobError {
-            key: "exclude",
-            index: 0,
-            message: e.to_string(),
-        })?;
+        let exclude = ex
+            .build()
+            .map_err(|e| Invalid::at(&["exclude"], e.to_string()))?;
         Ok(Globs {
             include: inc,
             exclude,
@@ -288,7 +273,7 @@ mod tests {
     #[test]
     fn bad_globs_name_their_entry() {
         let err = Globs::new(&["ok/*.log".into(), "bad/[.log".into()], &[]).unwrap_err();
-        assert_eq!((err.key, err.index), ("include", 1));
+        assert_eq!(err.path, ["include", "1"]);
         assert!(Globs::new(&[], &[]).is_err());
     }
 }

@@ -58,7 +58,7 @@ use crate::decode::timestamp::now_nanos;
 use crate::event::Event;
 use crate::fanout::Closed;
 use crate::telemetry::{Counter, Gauge};
-pub use discovery::{GlobError, Globs};
+pub use discovery::Globs;
 use progress::Progress;
 use scan::Untailed;
 use tailed::TailedFiles;
@@ -250,7 +250,7 @@ fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
     let globs = match Globs::new(&cfg.include, &cfg.exclude) {
         Ok(g) => Some(g),
         Err(e) => {
-            cx.error(&[e.key.to_string(), e.index.to_string()], e.message);
+            cx.report(e);
             None
         }
     };
