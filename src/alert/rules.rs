@@ -160,12 +160,17 @@ pub fn from_text(text: &str, origin: &str) -> Result<RuleFile, Vec<RuleError>> {
     }
     let groups = cx.file(&root);
     if !cx.errors.is_empty() {
+        // In the order they are written (stable for one position).
+        cx.errors.sort_by_key(|e| e.pos.map(|p| (p.line, p.column)));
         return Err(cx.errors);
     }
     let warnings = duplicate_rules(&groups)
         .into_iter()
         .map(|(name, labels)| {
-            format!("{origin}: duplicate rule: {name} with labels {labels:?}; might cause inconsistency while recording expressions")
+            let labels = promql::Labels::from_pairs(labels);
+            format!(
+                "{origin}: duplicate rule {name}{labels} (same name and labels); might cause inconsistency while recording expressions"
+            )
         })
         .collect();
     Ok(RuleFile { groups, warnings })
@@ -347,6 +352,12 @@ impl Checker {
                             group.rules.push(rule);
                         }
                     }
+                }
+                other @ ("labels" | "query_offset") => {
+                    let msg = format!(
+                        "unknown key `{other}`: group `{other}` is Prometheus 3.x; 2.42 refuses it (valid keys: `name`, `interval`, `limit`, `rules`)"
+                    );
+                    self.error(Some(k.pos), cx, msg);
                 }
                 other => {
                     let msg = unknown_key_message(other, GROUP_KEYS);

@@ -73,10 +73,10 @@ fn every_problem_is_reported_with_position_group_and_rule() {
         r#"r.yml:13:13: group "api", rule "bad name": invalid field 'for' in recording rule"#,
         r#"r.yml:13:13: group "api", rule "bad name": invalid recording rule name: bad name"#,
         r#"r.yml:16:5: group "api", rule #3: one of 'record' or 'alert' must be set"#,
-        r#"r.yml:19:5: group "api", rule "Unsupported": unknown key `lables`: did you mean `labels`?"#,
         r#"r.yml:18:11: group "api", rule "Unsupported": weir cannot evaluate this expression: unsupported:"#,
-        r#"r.yml:21:3: group "api": unknown key `rulez`: did you mean `rules`?"#,
+        r#"r.yml:19:5: group "api", rule "Unsupported": unknown key `lables`: did you mean `labels`?"#,
         r#"r.yml:20:3: groupname: "api" is repeated in the same file"#,
+        r#"r.yml:21:3: group "api": unknown key `rulez`: did you mean `rules`?"#,
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for (g, w) in got.iter().zip(want) {

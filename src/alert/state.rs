@@ -79,7 +79,7 @@ impl Alert {
             return true;
         }
         self.last_sent_at
-            .map_or(true, |s| s.saturating_add(resend_delay_ms) < ts)
+            .is_none_or(|s| s.saturating_add(resend_delay_ms) < ts)
     }
 }
 
