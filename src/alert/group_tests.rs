@@ -199,3 +199,72 @@ fn layered_merges_same_series_rule_sample_wins() {
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].samples, [(0, 1.0), (M, 20.0), (2 * M, 30.0)]);
 }
+
+fn fixture(name: &str) -> Vec<GroupEval> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines/rules")
+        .join(name);
+    let file = rules::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+    file.groups.into_iter().map(GroupEval::new).collect()
+}
+
+#[test]
+fn plan_rules_fire_as_promtool_says() {
+    // protocols.md §3: at 10m HighErrorRate fires with 0.16666666666666669.
+    let mut base = MemStorage::new();
+    base.load(
+        r#"fastapi_requests_total{status_code="500",instance="a"}"#,
+        "0+10x20",
+        M,
+    )
+    .unwrap();
+    base.load("llm_daily_costs_usd", "50 150x10", M).unwrap();
+    let mut gs = fixture("alerting_rules.yml");
+    let mut results = RuleResults::for_groups(&[gs[0].group().clone()]);
+    assert_eq!(
+        results.retention_ms(),
+        60 * M,
+        "increase(…[1h]) is the longest"
+    );
+    for i in 0..=10 {
+        let out = eval_groups(&mut gs, i * M, &base, &mut results, &exp());
+        assert!(out[0].iter().all(|o| o.error.is_none()), "{out:?}");
+        let cost = gs[0].alerts(5).unwrap();
+        assert_eq!(cost.state() == AlertState::Firing, i >= 1, "at {i}m");
+    }
+    let rate = gs[0].alerts(1).unwrap();
+    let a: Vec<_> = rate.active_alerts().collect();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].state, AlertState::Firing);
+    assert_eq!(
+        a[0].labels.to_string(),
+        r#"{alertname="HighErrorRate", instance="a", severity="critical", status_code="500"}"#
+    );
+    assert_eq!(a[0].value, 0.16666666666666669);
+    // The histogram rule selects nothing and never fires; no error either.
+    assert_eq!(gs[0].alerts(0).unwrap().alerts().count(), 0);
+}
+
+#[test]
+fn app_rules_evaluate_without_errors() {
+    let mut base = MemStorage::new();
+    base.load(r#"up{job="feynman-api"}"#, "0x10", M).unwrap();
+    let mut gs = fixture("app-alerting-rules.yml");
+    let all: Vec<RuleGroup> = gs.iter().map(|g| g.group().clone()).collect();
+    let mut results = RuleResults::for_groups(&all);
+    for i in 0..=3 {
+        let out = eval_groups(&mut gs, i * M, &base, &mut results, &exp());
+        let errors: Vec<_> = out
+            .iter()
+            .flatten()
+            .filter_map(|o| o.error.clone())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let down = gs
+        .iter()
+        .flat_map(|g| (0..g.group().rules.len()).map(move |i| (g, i)))
+        .find(|(g, i)| g.group().rules[*i].name == "APIServiceDown")
+        .unwrap();
+    assert_eq!(down.0.alerts(down.1).unwrap().state(), AlertState::Firing);
+}

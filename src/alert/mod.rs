@@ -13,6 +13,7 @@
 //! Scheduling groups at their intervals, sending notifications and
 //! `weir test` come later; nothing in the running shipper uses this yet.
 
+mod compat;
 pub mod group;
 pub mod promql;
 pub mod rules;

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use promql_parser::parser::Expr;
 
-use crate::alert::{promql, template};
+use crate::alert::{compat, promql, template};
 use crate::config::node::{Node, NodeKind, Pos, unknown_key_message};
 
 /// The keys of a file, a group and a rule, as Prometheus 2.42 knows them.
@@ -473,24 +473,24 @@ impl Checker {
                 self.error(Some(node.pos), cx, "field 'expr' must be set in rule");
                 None
             }
-            Some((n, text)) => match promql::parse(&text) {
-                Err(e) => {
-                    let msg = format!("could not parse expression: {}", e.trim());
-                    self.error(Some(n.pos), cx, msg);
-                    None
-                }
-                Ok(expr) => match promql::engine::check_supported(&expr) {
-                    Err(e) => {
-                        self.error(
-                            Some(n.pos),
-                            cx,
-                            format!("weir cannot evaluate this expression: {e}"),
-                        );
+            Some((n, text)) => {
+                let parsed = promql::parse(&text)
+                    .map_err(|e| format!("could not parse expression: {}", e.trim()))
+                    .and_then(|expr| {
+                        compat::check_2_42_syntax(&text)
+                            .map_err(|e| format!("could not parse expression: {e}"))?;
+                        promql::engine::check_supported(&expr)
+                            .map_err(|e| format!("weir cannot evaluate this expression: {e}"))?;
+                        Ok(expr)
+                    });
+                match parsed {
+                    Ok(expr) => Some((text, expr)),
+                    Err(msg) => {
+                        self.error(Some(n.pos), cx, msg);
                         None
                     }
-                    Ok(()) => Some((text, expr)),
-                },
-            },
+                }
+            }
         };
         if let Some((r, name)) = &record {
             let pos = Some(r.pos);
