@@ -15,6 +15,9 @@
 //! ([`history_ms`]). `@` modifiers that pin a selector to a fixed time are
 //! not bounded by this and can see nothing older than that window.
 //!
+//! Subqueries without a step use the engine's 1 m (a Prometheus server uses
+//! its global evaluation interval, 1 m by default).
+//!
 //! Deliberately not here: scheduling groups at their intervals (the
 //! caller passes each evaluation time), restoring `for` state after a
 //! restart, and sending alerts.
