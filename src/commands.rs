@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::alert::rules;
 use crate::api::{self, ApiState};
 use crate::config::{ConfigErrors, EMBEDDED_DEFAULT, Pipeline};
 use crate::shutdown::Shutdown;
@@ -36,10 +37,17 @@ fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
     }
 }
 
-/// `weir validate FILE...`: checks each file, prints every problem.
+/// `weir validate FILE...`: checks each file, prints every problem. A file
+/// with a top-level `groups:` key is a Prometheus rule file, any other a
+/// pipeline.
 pub fn validate(paths: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for path in paths {
+        let is_rules = std::fs::read_to_string(path).is_ok_and(|t| rules::is_rule_file(&t));
+        if is_rules {
+            failed |= !validate_rules(path);
+            continue;
+        }
         match Pipeline::load(path) {
             Ok(p) => {
                 for w in &p.warnings {
@@ -63,6 +71,31 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
         ExitCode::from(EXIT_CONFIG)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Checks a Prometheus rule file as `promtool check rules` does; false if
+/// it has errors.
+fn validate_rules(path: &Path) -> bool {
+    match rules::load(path) {
+        Ok(file) => {
+            for w in &file.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: ok ({} groups, {} rules)",
+                path.display(),
+                file.groups.len(),
+                file.rule_count()
+            );
+            true
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            false
+        }
     }
 }
 

@@ -31,7 +31,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<PathBuf>,
     },
-    /// Check pipeline files; exit 2 with file:line:column on any problem.
+    /// Check pipeline files and Prometheus rule files (a top-level `groups:`);
+    /// exit 2 with file:line:column on any problem.
     Validate {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,

@@ -1,8 +1,21 @@
 //! Alerting: Prometheus-compatible rule evaluation.
 //!
-//! For now this holds only [`promql`], an evaluator of PromQL expressions
-//! over float samples with Prometheus 2.42 semantics. Rule files, the alert
-//! state machine, templates and `weir test` build on it later; nothing in
-//! the running shipper uses it yet.
+//! - [`promql`]: an evaluator of PromQL expressions over float samples with
+//!   Prometheus 2.42 semantics.
+//! - [`rules`]: rule files, loaded unchanged and checked as
+//!   `promtool check rules` does.
+//! - [`group`]: evaluating a group of rules at one time, recording rules'
+//!   results layered over the base storage ([`group::RuleResults`]).
+//! - [`state`]: the alert state machine (pending, firing, resolved) and the
+//!   `ALERTS` / `ALERTS_FOR_STATE` series.
+//! - [`template`]: alert label and annotation templates.
+//!
+//! Scheduling groups at their intervals, sending notifications and
+//! `weir test` come later; nothing in the running shipper uses this yet.
 
+mod compat;
+pub mod group;
 pub mod promql;
+pub mod rules;
+pub mod state;
+pub mod template;
