@@ -6,3 +6,4 @@
 //! the running shipper uses it yet.
 
 pub mod promql;
+pub mod template;
