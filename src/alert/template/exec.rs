@@ -166,10 +166,13 @@ impl State<'_> {
                 .collect(),
             Value::Nil => Vec::new(),
             other => {
-                return Err(ExecError::new(format!(
-                    "range can't iterate over {}",
-                    fmt::sprint(std::slice::from_ref(other))
-                )));
+                return Err(ExecError {
+                    msg: format!(
+                        "range can't iterate over {}",
+                        fmt::sprint(std::slice::from_ref(other))
+                    ),
+                    at: Some((b.pipe.cmds[0].pos, b.pipe.to_string())),
+                });
             }
         };
         if items.is_empty() {
@@ -247,30 +250,24 @@ impl State<'_> {
 
     fn command(&mut self, c: &Cmd, dot: &Value, fin: Option<Value>) -> R<Value> {
         let first = &c.args[0];
-        match first {
-            Arg::Ident(name) => self.call(name, &c.args[1..], dot, fin),
-            Arg::Field(chain) => {
-                not_func(&c.args, &fin, first)?;
-                field_chain(dot.clone(), chain)
-            }
-            Arg::Var(v, chain) => {
-                not_func(&c.args, &fin, first)?;
-                field_chain(self.var(v)?, chain)
-            }
-            Arg::Pipe(p, chain) => {
-                not_func(&c.args, &fin, first)?;
-                let v = self.pipeline_scoped(p, dot)?;
-                field_chain(v, chain)
-            }
-            Arg::Dot => {
-                not_func(&c.args, &fin, first)?;
-                Ok(dot.clone())
-            }
-            _ => {
-                not_func(&c.args, &fin, first)?;
-                self.arg(first, dot)
-            }
+        if let Arg::Ident(name) = first {
+            return self.call(name, &c.args[1..], &c.arg_pos[1..], c.pos, &c.to_string(), dot, fin);
         }
+        let at = |mut e: ExecError| {
+            if e.at.is_none() {
+                e.at = Some((c.arg_pos[0], first.to_string()));
+            }
+            e
+        };
+        if let Arg::Nil = first {
+            return Err(at(ExecError::new("nil is not a command")));
+        }
+        if c.args.len() > 1 || fin.is_some() {
+            return Err(at(ExecError::new(format!(
+                "can't give argument to non-function {first}"
+            ))));
+        }
+        self.arg(first, dot).map_err(at)
     }
 
     /// A parenthesised pipeline: its declarations do not leak out.
@@ -289,12 +286,12 @@ impl State<'_> {
             Arg::Field(chain) => field_chain(dot.clone(), chain)?,
             Arg::Dot => dot.clone(),
             Arg::Var(v, chain) => field_chain(self.var(v)?, chain)?,
-            Arg::Ident(name) => self.call(name, &[], dot, None)?,
+            Arg::Ident(name) => self.call(name, &[], &[], 0, name, dot, None)?,
             Arg::Str(s) => Value::str(s),
             Arg::Num(_, Number::Int(i)) => Value::Int(*i),
             Arg::Num(_, Number::Float(f)) => Value::Float(*f),
             Arg::Bool(b) => Value::Bool(*b),
-            Arg::Nil => return Err(ExecError::new("nil is not a command")),
+            Arg::Nil => Value::Nil,
             Arg::Pipe(p, chain) => {
                 let v = self.pipeline_scoped(p, dot)?;
                 field_chain(v, chain)?
@@ -302,19 +299,38 @@ impl State<'_> {
         })
     }
 
-    fn call(&mut self, name: &str, args: &[Arg], dot: &Value, fin: Option<Value>) -> R<Value> {
-        // `and` / `or` evaluate lazily, as Go ≥ 1.18 does.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        arg_pos: &[usize],
+        pos: usize,
+        ctx: &str,
+        dot: &Value,
+        fin: Option<Value>,
+    ) -> R<Value> {
+        let eval = |st: &mut Self, i: usize| {
+            st.arg(&args[i], dot).map_err(|mut e| {
+                if e.at.is_none() {
+                    e.at = Some((arg_pos[i], args[i].to_string()));
+                }
+                e
+            })
+        };
+        // `and` / `or` evaluate lazily, as Go >= 1.18 does.
         if name == "and" || name == "or" {
             let n = args.len() + usize::from(fin.is_some());
             if n == 0 {
-                return Err(ExecError::new(format!(
-                    "wrong number of args for {name}: want at least 1 got 0"
-                )));
+                return Err(ExecError {
+                    msg: format!("wrong number of args for {name}: want at least 1 got 0"),
+                    at: Some((pos, name.to_string())),
+                });
             }
             let want = name == "or";
             let mut last = Value::Nil;
-            for a in args {
-                last = self.arg(a, dot)?;
+            for i in 0..args.len() {
+                last = eval(self, i)?;
                 if last.truth() == want {
                     return Ok(last);
                 }
@@ -325,27 +341,35 @@ impl State<'_> {
             return Ok(last);
         }
         let mut vals = Vec::with_capacity(args.len() + 1);
-        for a in args {
-            vals.push(self.arg(a, dot)?);
+        for i in 0..args.len() {
+            vals.push(eval(self, i)?);
         }
         if let Some(f) = fin {
             vals.push(f);
         }
-        funcs::call(self, name, vals).map_err(|m| {
-            ExecError::new(if m.starts_with("wrong number of args") || m.starts_with("wrong type") {
-                m
-            } else {
-                format!("error calling {name}: {m}")
-            })
+        funcs::call(self, name, vals).map_err(|e| {
+            if e.msg.starts_with("wrong number of args") {
+                return ExecError {
+                    msg: e.msg,
+                    at: Some((pos, name.to_string())),
+                };
+            }
+            match e.arg {
+                Some(i) if i < args.len() => ExecError {
+                    msg: e.msg,
+                    at: Some((arg_pos[i], args[i].to_string())),
+                },
+                Some(_) => ExecError {
+                    msg: e.msg,
+                    at: Some((pos, name.to_string())),
+                },
+                None => ExecError {
+                    msg: format!("error calling {name}: {}", e.msg),
+                    at: Some((pos, ctx.to_string())),
+                },
+            }
         })
     }
-}
-
-fn not_func(args: &[Arg], fin: &Option<Value>, first: &Arg) -> R<()> {
-    if args.len() > 1 || fin.is_some() {
-        return Err(ExecError::new(format!("can't give argument to non-function {first}")));
-    }
-    Ok(())
 }
 
 /// `.a.b` on a value: map keys (missing → the map's zero value) and the

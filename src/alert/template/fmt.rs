@@ -156,7 +156,7 @@ fn format_arg(verb: char, s: &Spec, v: &Value) -> String {
     }
     match v {
         Value::Nil => match verb {
-            'v' | 's' => pad(s, "<nil>".to_string(), false),
+            'v' => pad(s, "<nil>".to_string(), false),
             _ => bad(verb, v),
         },
         Value::Bool(b) => match verb {

@@ -25,7 +25,25 @@ pub(crate) const NAMES: &[&str] = &[
     "parseDuration",
 ];
 
-type R = Result<Value, String>;
+/// A function's failure; `arg` is the argument a type error is about.
+pub(crate) struct FnErr {
+    pub arg: Option<usize>,
+    pub msg: String,
+}
+
+impl From<String> for FnErr {
+    fn from(msg: String) -> FnErr {
+        FnErr { arg: None, msg }
+    }
+}
+
+impl From<&str> for FnErr {
+    fn from(msg: &str) -> FnErr {
+        FnErr::from(msg.to_string())
+    }
+}
+
+type R = Result<Value, FnErr>;
 
 fn arity(name: &str, a: &[Value], n: usize) -> Result<(), String> {
     if a.len() != n {
@@ -34,10 +52,17 @@ fn arity(name: &str, a: &[Value], n: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn string_arg<'v>(a: &'v Value) -> Result<&'v str, String> {
-    match a {
+fn wrong(i: usize, want: &str, got: &Value) -> FnErr {
+    FnErr {
+        arg: Some(i),
+        msg: format!("wrong type for value; expected {want}; got {}", got.type_name()),
+    }
+}
+
+fn string_arg(a: &[Value], i: usize) -> Result<&str, FnErr> {
+    match &a[i] {
         Value::Str(s) => Ok(s),
-        v => Err(format!("wrong type for value; expected string; got {}", v.type_name())),
+        v => Err(wrong(i, "string", v)),
     }
 }
 
@@ -71,20 +96,17 @@ pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
     }
 }
 
-fn samples_arg(a: &Value) -> Result<Rc<Vec<Rc<super::QuerySample>>>, String> {
-    match a {
+fn samples_arg(a: &[Value], i: usize) -> Result<Rc<Vec<Rc<super::QuerySample>>>, FnErr> {
+    match &a[i] {
         Value::Samples(s) => Ok(s.clone()),
-        v => Err(format!(
-            "wrong type for value; expected template.queryResult; got {}",
-            v.type_name()
-        )),
+        v => Err(wrong(i, "template.queryResult", v)),
     }
 }
 
-fn sample_arg(a: &Value) -> Result<Rc<super::QuerySample>, String> {
-    match a {
+fn sample_arg(a: &[Value], i: usize) -> Result<Rc<super::QuerySample>, FnErr> {
+    match &a[i] {
         Value::Sample(s) => Ok(s.clone()),
-        v => Err(format!("wrong type for value; expected *template.sample; got {}", v.type_name())),
+        v => Err(wrong(i, "*template.sample", v)),
     }
 }
 
@@ -101,7 +123,7 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                 Value::Map(m, _) => Ok(Value::Int(m.len() as i64)),
                 Value::Samples(s) => Ok(Value::Int(s.len() as i64)),
                 Value::Nil => Err("len of nil pointer".into()),
-                v => Err(format!("len of type {}", v.type_name())),
+                v => Err(format!("len of type {}", v.type_name()).into()),
             }
         }
         "index" => {
@@ -115,18 +137,18 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                         m.get(&**k).cloned().unwrap_or_else(|| (**zero).clone())
                     }
                     (Value::Map(..), k) => {
-                        return Err(format!("value has type {}; should be string", k.type_name()));
+                        return Err(format!("value has type {}; should be string", k.type_name()).into());
                     }
                     (Value::Samples(s), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| s.get(n)) {
                         Some(x) => Value::Sample(x.clone()),
-                        None => return Err(format!("index out of range: {n}")),
+                        None => return Err(format!("index out of range: {n}").into()),
                     },
                     (Value::Str(s), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| s.as_bytes().get(n)) {
                         Some(b) => Value::Int(i64::from(*b)),
-                        None => return Err(format!("index out of range: {n}")),
+                        None => return Err(format!("index out of range: {n}").into()),
                     },
                     (Value::Nil, _) => return Err("index of untyped nil".into()),
-                    (v, _) => return Err(format!("can't index item of type {}", v.type_name())),
+                    (v, _) => return Err(format!("can't index item of type {}", v.type_name()).into()),
                 };
             }
             Ok(v)
@@ -135,7 +157,7 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
             if a.is_empty() {
                 return Err("wrong number of args for printf: want at least 1 got 0".into());
             }
-            let f = string_arg(&a[0])?;
+            let f = string_arg(&a, 0)?;
             Ok(Value::str(&sprintf(f, &a[1..])))
         }
         "print" => Ok(Value::str(&sprint(&a))),
@@ -143,11 +165,11 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         "html" => Ok(Value::str(&html_escape(&sprint_args(&a)))),
         "urlquery" => Ok(Value::str(&query_escape(&sprint_args(&a)))),
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => compare(name, &a),
-        "js" | "call" | "slice" => Err(format!("{name} is not supported in weir templates")),
+        "js" | "call" | "slice" => Err(format!("{name} is not supported in weir templates").into()),
 
         "query" => {
             arity(name, &a, 1)?;
-            let q = string_arg(&a[0])?;
+            let q = string_arg(&a, 0)?;
             let Some(f) = st.query else {
                 return Err("query is not supported in weir templates yet".into());
             };
@@ -156,7 +178,7 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         }
         "first" => {
             arity(name, &a, 1)?;
-            let s = samples_arg(&a[0])?;
+            let s = samples_arg(&a, 0)?;
             match s.first() {
                 Some(x) => Ok(Value::Sample(x.clone())),
                 None => Err("first() called on vector with no elements".into()),
@@ -164,23 +186,23 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         }
         "label" => {
             arity(name, &a, 2)?;
-            let l = string_arg(&a[0])?;
-            let s = sample_arg(&a[1])?;
+            let l = string_arg(&a, 0)?;
+            let s = sample_arg(&a, 1)?;
             Ok(Value::str(s.labels.get(l).map_or("", String::as_str)))
         }
         "value" => {
             arity(name, &a, 1)?;
-            Ok(Value::Float(sample_arg(&a[0])?.value))
+            Ok(Value::Float(sample_arg(&a, 0)?.value))
         }
         "strvalue" => {
             arity(name, &a, 1)?;
-            let s = sample_arg(&a[0])?;
+            let s = sample_arg(&a, 0)?;
             Ok(Value::str(s.labels.get("__value__").map_or("", String::as_str)))
         }
         "sortByLabel" => {
             arity(name, &a, 2)?;
-            let l = string_arg(&a[0])?.to_string();
-            let s = samples_arg(&a[1])?;
+            let l = string_arg(&a, 0)?.to_string();
+            let s = samples_arg(&a, 1)?;
             let mut v: Vec<_> = s.iter().cloned().collect();
             let key = |x: &Rc<super::QuerySample>| x.labels.get(&l).cloned().unwrap_or_default();
             v.sort_by_key(key);
@@ -192,49 +214,49 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         }
         "reReplaceAll" => {
             arity(name, &a, 3)?;
-            let (p, r, t) = (string_arg(&a[0])?, string_arg(&a[1])?, string_arg(&a[2])?);
+            let (p, r, t) = (string_arg(&a, 0)?, string_arg(&a, 1)?, string_arg(&a, 2)?);
             let re = regex::Regex::new(p)
-                .map_err(|e| format!("regexp: Compile({}): {}", super::quote(p), first_line(&e.to_string())))?;
+                .map_err(|e| format!("regexp: Compile({}): {}", re_quote(p), re_error(p, &e)))?;
             Ok(Value::str(&re.replace_all(t, r)))
         }
         "match" => {
             arity(name, &a, 2)?;
-            let (p, t) = (string_arg(&a[0])?, string_arg(&a[1])?);
-            let re = regex::Regex::new(p).map_err(|e| format!("error parsing regexp: {}", first_line(&e.to_string())))?;
+            let (p, t) = (string_arg(&a, 0)?, string_arg(&a, 1)?);
+            let re = regex::Regex::new(p).map_err(|e| re_error(p, &e))?;
             Ok(Value::Bool(re.is_match(t)))
         }
         "safeHtml" => {
             arity(name, &a, 1)?;
-            Ok(Value::str(string_arg(&a[0])?))
+            Ok(Value::str(string_arg(&a, 0)?))
         }
         "title" => {
             arity(name, &a, 1)?;
-            Ok(Value::str(&title(string_arg(&a[0])?)))
+            Ok(Value::str(&title(string_arg(&a, 0)?)))
         }
         "toUpper" => {
             arity(name, &a, 1)?;
-            Ok(Value::str(&string_arg(&a[0])?.to_uppercase()))
+            Ok(Value::str(&simple_case(string_arg(&a, 0)?, true)))
         }
         "toLower" => {
             arity(name, &a, 1)?;
-            Ok(Value::str(&string_arg(&a[0])?.to_lowercase()))
+            Ok(Value::str(&simple_case(string_arg(&a, 0)?, false)))
         }
         "graphLink" | "tableLink" => {
             arity(name, &a, 1)?;
             let tab = if name == "graphLink" { 0 } else { 1 };
             Ok(Value::str(&format!(
                 "/graph?g0.expr={}&g0.tab={tab}",
-                query_escape(string_arg(&a[0])?)
+                query_escape(string_arg(&a, 0)?)
             )))
         }
         "stripPort" => {
             arity(name, &a, 1)?;
-            let hp = string_arg(&a[0])?;
+            let hp = string_arg(&a, 0)?;
             Ok(Value::str(split_host_port(hp).map_or(hp, |(h, _)| h)))
         }
         "stripDomain" => {
             arity(name, &a, 1)?;
-            let hp = string_arg(&a[0])?;
+            let hp = string_arg(&a, 0)?;
             let (host, port) = split_host_port(hp).unwrap_or((hp, ""));
             if host.parse::<std::net::IpAddr>().is_ok() {
                 return Ok(Value::str(hp));
@@ -290,12 +312,12 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         }
         "parseDuration" => {
             arity(name, &a, 1)?;
-            let d = string_arg(&a[0])?;
+            let d = string_arg(&a, 0)?;
             parse_duration(d)
                 .map(|ms| Value::Float(ms as f64 / 1000.0))
-                .ok_or_else(|| format!("not a valid duration string: {}", super::quote(d)))
+                .ok_or_else(|| format!("not a valid duration string: {}", super::quote(d)).into())
         }
-        _ => Err(format!("{} is not a defined function", super::quote(name))),
+        _ => Err(format!("{} is not a defined function", super::quote(name)).into()),
     }
 }
 
@@ -320,8 +342,51 @@ fn url_path(u: &str) -> &str {
     rest.find('/').map_or("", |i| &rest[i..])
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or("").trim().to_string()
+/// Go's `regexp` quoting of a pattern in errors: backquotes when possible.
+fn re_quote(p: &str) -> String {
+    if p.contains('`') || p.chars().any(|c| c.is_control() && c != '\t') {
+        super::quote(p)
+    } else {
+        format!("`{p}`")
+    }
+}
+
+/// A regex compile error worded like Go's `regexp/syntax` for the common
+/// cases (`error parsing regexp: missing closing ): `(``); other errors
+/// keep the regex crate's description.
+fn re_error(p: &str, e: &regex::Error) -> String {
+    let m = e.to_string();
+    let code = if m.contains("unclosed group") {
+        "missing closing )"
+    } else if m.contains("unopened group") {
+        "unexpected )"
+    } else if m.contains("unclosed character class") {
+        "missing closing ]"
+    } else if m.contains("repetition operator missing expression") {
+        "missing argument to repetition operator"
+    } else {
+        let last = m.lines().last().unwrap_or("").trim();
+        return format!("error parsing regexp: {}: {}", last.trim_start_matches("error: "), re_quote(p));
+    };
+    format!("error parsing regexp: {code}: {}", re_quote(p))
+}
+
+/// Go's `unicode.ToUpper`/`ToLower` per rune: simple (one-to-one) case
+/// mappings only, so `ß` stays `ß` where Rust's full mapping gives `SS`.
+pub(crate) fn simple_case(s: &str, upper: bool) -> String {
+    s.chars()
+        .map(|c| {
+            if !upper && c == '\u{130}' {
+                return 'i';
+            }
+            let mut m: Vec<char> = if upper {
+                c.to_uppercase().collect()
+            } else {
+                c.to_lowercase().collect()
+            };
+            if m.len() == 1 { m.remove(0) } else { c }
+        })
+        .collect()
 }
 
 /// Arguments of `html`/`urlquery`: one string as is, else `fmt.Sprint`.
@@ -492,7 +557,7 @@ pub(crate) fn title(s: &str) -> String {
     let mut prev = ' ';
     for c in s.chars() {
         if sep(prev) {
-            out.extend(c.to_uppercase());
+            out.push_str(&simple_case(c.encode_utf8(&mut [0; 4]), true));
         } else {
             out.push(c);
         }
@@ -554,6 +619,10 @@ fn query_escape(s: &str) -> String {
 /// kind (int, float, string, bool); `eq` compares the first argument with
 /// each of the others.
 fn compare(name: &str, a: &[Value]) -> R {
+    compare_inner(name, a).map_err(FnErr::from)
+}
+
+fn compare_inner(name: &str, a: &[Value]) -> Result<Value, String> {
     use std::cmp::Ordering;
     if name == "eq" {
         if a.len() < 2 {

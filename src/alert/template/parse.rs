@@ -47,6 +47,8 @@ pub(crate) struct Cmd {
     /// Byte offset of the command in the template text (for errors).
     pub pos: usize,
     pub args: Vec<Arg>,
+    /// Byte offset of each argument.
+    pub arg_pos: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -711,6 +713,7 @@ impl Parser<'_> {
     fn command(&mut self) -> Result<Cmd, String> {
         let pos = self.peek().pos;
         let mut args = Vec::new();
+        let mut arg_pos = Vec::new();
         loop {
             let t = self.peek().clone();
             if matches!(t.tok, Tok::End | Tok::Pipe | Tok::RParen) {
@@ -719,17 +722,41 @@ impl Parser<'_> {
             if !args.is_empty() && !t.space_before {
                 return Err(self.err_at(t.pos, &format!("missing space?")));
             }
-            args.push(self.operand()?);
+            let (arg, pos) = self.operand()?;
+            arg_pos.push(pos.unwrap_or(t.pos));
+            args.push(arg);
         }
         if args.is_empty() {
             let t = self.peek().clone();
             return Err(self.err_at(t.pos, "missing value for command"));
         }
-        Ok(Cmd { pos, args })
+        Ok(Cmd { pos, args, arg_pos })
     }
 
     /// One operand, with a trailing field chain glued to it (`$x.a`, `(…).b`).
-    fn operand(&mut self) -> Result<Arg, String> {
+    /// With a chain, Go positions the operand at the chain's first field.
+    fn operand(&mut self) -> Result<(Arg, Option<usize>), String> {
+        let start = self.ti;
+        let arg = self.operand_inner()?;
+        let chained = match &arg {
+            Arg::Var(_, c) | Arg::Pipe(_, c) => !c.is_empty(),
+            _ => false,
+        };
+        let pos = if chained {
+            // The first glued field token after the operand's own tokens.
+            self.toks[start..self.ti]
+                .iter()
+                .rev()
+                .take_while(|t| matches!(t.tok, Tok::Field(_)))
+                .last()
+                .map(|t| t.pos)
+        } else {
+            None
+        };
+        Ok((arg, pos))
+    }
+
+    fn operand_inner(&mut self) -> Result<Arg, String> {
         let t = self.next();
         let arg = match t.tok {
             Tok::Field(f) if f.is_empty() => Arg::Dot,
