@@ -97,7 +97,9 @@ fn parse_value(s: &str) -> f64 {
 #[test]
 fn promtool_accepts_every_template_file() {
     if Command::new("promtool").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: promtool not installed; expectations not re-checked against Prometheus");
+        eprintln!(
+            "SKIPPED: promtool not installed; expectations not re-checked against Prometheus"
+        );
         return;
     }
     let mut failed = Vec::new();
@@ -204,7 +206,10 @@ fn plan_annotations_come_from_the_fixtures() {
     let mut n = 0;
     for rule in &r.groups[0].rules {
         for text in rule.annotations.values() {
-            assert!(fixtures.contains(text.as_str()), "not in the fixtures: {text:?}");
+            assert!(
+                fixtures.contains(text.as_str()),
+                "not in the fixtures: {text:?}"
+            );
             n += 1;
         }
     }

@@ -190,10 +190,10 @@ impl State<'_> {
             self.budget -= 1;
             let inner = self.vars.len();
             match b.pipe.decl.len() {
-                1 => self.set_var(&b.pipe.decl[0], e.clone(), b.pipe.is_assign, mark),
+                1 => self.set_var(&b.pipe.decl[0], e.clone()),
                 2 => {
-                    self.set_var(&b.pipe.decl[0], k, b.pipe.is_assign, mark);
-                    self.set_var(&b.pipe.decl[1], e.clone(), b.pipe.is_assign, mark);
+                    self.set_var(&b.pipe.decl[0], k);
+                    self.set_var(&b.pipe.decl[1], e.clone());
                 }
                 _ => {}
             }
@@ -207,9 +207,9 @@ impl State<'_> {
         Ok(Flow::Normal)
     }
 
-    /// Binds a range variable: declared ones live in the range's scope
-    /// (already pushed by `pipeline`, at or after `mark`).
-    fn set_var(&mut self, name: &str, v: Value, _assign: bool, _mark: usize) {
+    /// Rebinds a range variable (declared by `pipeline` in the range's
+    /// scope, or an outer one for `=`) to the current element.
+    fn set_var(&mut self, name: &str, v: Value) {
         if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
             slot.1 = v;
         }
@@ -251,7 +251,15 @@ impl State<'_> {
     fn command(&mut self, c: &Cmd, dot: &Value, fin: Option<Value>) -> R<Value> {
         let first = &c.args[0];
         if let Arg::Ident(name) = first {
-            return self.call(name, &c.args[1..], &c.arg_pos[1..], c.pos, &c.to_string(), dot, fin);
+            return self.call(
+                name,
+                &c.args[1..],
+                &c.arg_pos[1..],
+                c.pos,
+                &c.to_string(),
+                dot,
+                fin,
+            );
         }
         let at = |mut e: ExecError| {
             if e.at.is_none() {
@@ -396,7 +404,11 @@ pub(crate) fn field_chain(mut v: Value, chain: &[String]) -> R<Value> {
                     )));
                 }
             },
-            Value::Nil => return Err(ExecError::new(format!("nil pointer evaluating interface {{}}.{f}"))),
+            Value::Nil => {
+                return Err(ExecError::new(format!(
+                    "nil pointer evaluating interface {{}}.{f}"
+                )));
+            }
             other => {
                 return Err(ExecError::new(format!(
                     "can't evaluate field {f} in type {}",

@@ -214,7 +214,8 @@ fn pad(s: &Spec, body: String, numeric: bool) -> String {
         return format!("{body}{}", " ".repeat(fill));
     }
     if s.zero {
-        if numeric && let Some(first) = body.chars().next().filter(|c| matches!(c, '+' | '-' | ' ')) {
+        if numeric && let Some(first) = body.chars().next().filter(|c| matches!(c, '+' | '-' | ' '))
+        {
             return format!("{first}{}{}", "0".repeat(fill), &body[1..]);
         }
         return format!("{}{body}", "0".repeat(fill));
@@ -244,14 +245,26 @@ fn format_int(verb: char, s: &Spec, i: i64) -> Option<String> {
         'o' => format!("{a:o}"),
         'b' => format!("{a:b}"),
         'c' => {
-            let c = u32::try_from(i).ok().and_then(char::from_u32).unwrap_or('\u{FFFD}');
+            let c = u32::try_from(i)
+                .ok()
+                .and_then(char::from_u32)
+                .unwrap_or('\u{FFFD}');
             return Some(pad(s, c.to_string(), false));
         }
         'q' => {
-            let c = u32::try_from(i).ok().and_then(char::from_u32).unwrap_or('\u{FFFD}');
+            let c = u32::try_from(i)
+                .ok()
+                .and_then(char::from_u32)
+                .unwrap_or('\u{FFFD}');
             let q = go_quote(&c.to_string());
             let inner = &q[1..q.len() - 1];
-            let inner = if inner == "\\\"" { "\"" } else if c == '\'' { "\\'" } else { inner };
+            let inner = if inner == "\\\"" {
+                "\""
+            } else if c == '\'' {
+                "\\'"
+            } else {
+                inner
+            };
             return Some(pad(s, format!("'{inner}'"), false));
         }
         _ => return None,
@@ -305,7 +318,13 @@ fn float_sign_pad(s: &Spec, f: f64, body: String) -> String {
     let body = body.trim_start_matches('-').to_string();
     let body = body.strip_prefix('+').map(str::to_string).unwrap_or(body);
     if f.is_nan() {
-        let sg = if s.plus { "+" } else if s.space { " " } else { "" };
+        let sg = if s.plus {
+            "+"
+        } else if s.space {
+            " "
+        } else {
+            ""
+        };
         let mut s2 = *s;
         s2.zero = false;
         return pad(&s2, format!("{sg}NaN"), false);
@@ -331,13 +350,23 @@ fn go_e(f: f64, prec: usize, e: char) -> String {
     let r = format!("{:.*e}", prec, f);
     let (m, x) = r.split_once('e').unwrap_or((&r, "0"));
     let x: i32 = x.parse().unwrap_or(0);
-    format!("{m}{e}{}{:02}", if x < 0 { '-' } else { '+' }, x.unsigned_abs())
+    format!(
+        "{m}{e}{}{:02}",
+        if x < 0 { '-' } else { '+' },
+        x.unsigned_abs()
+    )
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', prec, 64)` (`None` = shortest).
 pub(crate) fn go_g(f: f64, prec: Option<usize>, e: char) -> String {
     if let Some(sp) = special(f) {
-        return if sp == "Inf" && f > 0.0 { "+Inf".into() } else if sp == "Inf" { "-Inf".into() } else { sp };
+        return if sp == "Inf" && f > 0.0 {
+            "+Inf".into()
+        } else if sp == "Inf" {
+            "-Inf".into()
+        } else {
+            sp
+        };
     }
     let Some(p) = prec else {
         let s = format_float(f);
@@ -352,7 +381,10 @@ pub(crate) fn go_g(f: f64, prec: Option<usize>, e: char) -> String {
         let (m, x) = r.split_once('e').unwrap_or((&r, "0"));
         let d: String = m.chars().filter(|c| *c != '.').collect();
         let d = d.trim_end_matches('0').to_string();
-        (if d.is_empty() { "0".into() } else { d }, x.parse::<i32>().unwrap_or(0))
+        (
+            if d.is_empty() { "0".into() } else { d },
+            x.parse::<i32>().unwrap_or(0),
+        )
     };
     let nd = digits.len() as i32;
     let dp = exp + 1;
@@ -367,7 +399,11 @@ pub(crate) fn go_g(f: f64, prec: Option<usize>, e: char) -> String {
             m.push('.');
             m.push_str(&digits[1..]);
         }
-        return format!("{sg}{m}{e}{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs());
+        return format!(
+            "{sg}{m}{e}{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.unsigned_abs()
+        );
     }
     // Plain notation from the rounded digits.
     let body = if dp <= 0 {

@@ -15,13 +15,51 @@ use super::fmt::{go_g, sprint, sprintf, sprintln};
 /// Every function name a template may use.
 pub(crate) const NAMES: &[&str] = &[
     // Go builtins.
-    "and", "or", "not", "len", "index", "slice", "printf", "print", "println", "html", "js",
-    "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "slice",
+    "printf",
+    "print",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "call",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
     // Prometheus.
-    "query", "first", "label", "value", "strvalue", "args", "reReplaceAll", "safeHtml",
-    "match", "title", "toUpper", "toLower", "graphLink", "tableLink", "sortByLabel",
-    "stripPort", "stripDomain", "humanize", "humanize1024", "humanizeDuration",
-    "humanizePercentage", "humanizeTimestamp", "toTime", "pathPrefix", "externalURL",
+    "query",
+    "first",
+    "label",
+    "value",
+    "strvalue",
+    "args",
+    "reReplaceAll",
+    "safeHtml",
+    "match",
+    "title",
+    "toUpper",
+    "toLower",
+    "graphLink",
+    "tableLink",
+    "sortByLabel",
+    "stripPort",
+    "stripDomain",
+    "humanize",
+    "humanize1024",
+    "humanizeDuration",
+    "humanizePercentage",
+    "humanizeTimestamp",
+    "toTime",
+    "pathPrefix",
+    "externalURL",
     "parseDuration",
 ];
 
@@ -47,7 +85,10 @@ type R = Result<Value, FnErr>;
 
 fn arity(name: &str, a: &[Value], n: usize) -> Result<(), String> {
     if a.len() != n {
-        return Err(format!("wrong number of args for {name}: want {n} got {}", a.len()));
+        return Err(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            a.len()
+        ));
     }
     Ok(())
 }
@@ -55,7 +96,10 @@ fn arity(name: &str, a: &[Value], n: usize) -> Result<(), String> {
 fn wrong(i: usize, want: &str, got: &Value) -> FnErr {
     FnErr {
         arg: Some(i),
-        msg: format!("wrong type for value; expected {want}; got {}", got.type_name()),
+        msg: format!(
+            "wrong type for value; expected {want}; got {}",
+            got.type_name()
+        ),
     }
 }
 
@@ -81,10 +125,16 @@ pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
     let t = s.strip_prefix(['+', '-']).unwrap_or(s).to_ascii_lowercase();
     let ok_word = matches!(t.as_str(), "inf" | "infinity" | "nan");
     let ok_num = !t.is_empty()
-        && t.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
-        && t.bytes().next().is_some_and(|c| c.is_ascii_digit() || c == b'.');
+        && t.bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
+        && t.bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == b'.');
     if !(ok_word || ok_num) || (t == "nan" && s.starts_with(['+', '-'])) {
-        return Err(format!("strconv.ParseFloat: parsing {}: invalid syntax", super::quote(s)));
+        return Err(format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            super::quote(s)
+        ));
     }
     match s.parse::<f64>() {
         Ok(v) if v.is_infinite() && !ok_word => Err(format!(
@@ -92,7 +142,10 @@ pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
             super::quote(s)
         )),
         Ok(v) => Ok(v),
-        Err(_) => Err(format!("strconv.ParseFloat: parsing {}: invalid syntax", super::quote(s))),
+        Err(_) => Err(format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            super::quote(s)
+        )),
     }
 }
 
@@ -137,18 +190,26 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                         m.get(&**k).cloned().unwrap_or_else(|| (**zero).clone())
                     }
                     (Value::Map(..), k) => {
-                        return Err(format!("value has type {}; should be string", k.type_name()).into());
+                        return Err(
+                            format!("value has type {}; should be string", k.type_name()).into(),
+                        );
                     }
-                    (Value::Samples(s), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| s.get(n)) {
-                        Some(x) => Value::Sample(x.clone()),
-                        None => return Err(format!("index out of range: {n}").into()),
-                    },
-                    (Value::Str(s), Value::Int(n)) => match usize::try_from(*n).ok().and_then(|n| s.as_bytes().get(n)) {
-                        Some(b) => Value::Int(i64::from(*b)),
-                        None => return Err(format!("index out of range: {n}").into()),
-                    },
+                    (Value::Samples(s), Value::Int(n)) => {
+                        match usize::try_from(*n).ok().and_then(|n| s.get(n)) {
+                            Some(x) => Value::Sample(x.clone()),
+                            None => return Err(format!("index out of range: {n}").into()),
+                        }
+                    }
+                    (Value::Str(s), Value::Int(n)) => {
+                        match usize::try_from(*n).ok().and_then(|n| s.as_bytes().get(n)) {
+                            Some(b) => Value::Int(i64::from(*b)),
+                            None => return Err(format!("index out of range: {n}").into()),
+                        }
+                    }
                     (Value::Nil, _) => return Err("index of untyped nil".into()),
-                    (v, _) => return Err(format!("can't index item of type {}", v.type_name()).into()),
+                    (v, _) => {
+                        return Err(format!("can't index item of type {}", v.type_name()).into());
+                    }
                 };
             }
             Ok(v)
@@ -174,7 +235,9 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                 return Err("query is not supported in weir templates yet".into());
             };
             let res = f(q)?;
-            Ok(Value::Samples(Rc::new(res.into_iter().map(Rc::new).collect())))
+            Ok(Value::Samples(Rc::new(
+                res.into_iter().map(Rc::new).collect(),
+            )))
         }
         "first" => {
             arity(name, &a, 1)?;
@@ -197,7 +260,9 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
         "strvalue" => {
             arity(name, &a, 1)?;
             let s = sample_arg(&a, 0)?;
-            Ok(Value::str(s.labels.get("__value__").map_or("", String::as_str)))
+            Ok(Value::str(
+                s.labels.get("__value__").map_or("", String::as_str),
+            ))
         }
         "sortByLabel" => {
             arity(name, &a, 2)?;
@@ -209,7 +274,11 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
             Ok(Value::Samples(Rc::new(v)))
         }
         "args" => {
-            let m = a.into_iter().enumerate().map(|(i, v)| (format!("arg{i}"), v)).collect();
+            let m = a
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("arg{i}"), v))
+                .collect();
             Ok(Value::Map(Rc::new(m), Rc::new(Value::Nil)))
         }
         "reReplaceAll" => {
@@ -326,7 +395,10 @@ fn st_external_url(st: &State<'_>) -> String {
         .iter()
         .find(|(n, _)| n == "$")
         .and_then(|(_, v)| match v {
-            Value::Data(f) => f.iter().find(|(n, _)| *n == "ExternalURL").map(|(_, v)| v.clone()),
+            Value::Data(f) => f
+                .iter()
+                .find(|(n, _)| *n == "ExternalURL")
+                .map(|(_, v)| v.clone()),
             _ => None,
         })
         .and_then(|v| match v {
@@ -366,7 +438,11 @@ fn re_error(p: &str, e: &regex::Error) -> String {
         "missing argument to repetition operator"
     } else {
         let last = m.lines().last().unwrap_or("").trim();
-        return format!("error parsing regexp: {}: {}", last.trim_start_matches("error: "), re_quote(p));
+        return format!(
+            "error parsing regexp: {}: {}",
+            last.trim_start_matches("error: "),
+            re_quote(p)
+        );
     };
     format!("error parsing regexp: {code}: {}", re_quote(p))
 }
@@ -607,7 +683,9 @@ fn query_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
             b' ' => o.push('+'),
             b => o.push_str(&format!("%{b:02X}")),
         }
@@ -647,9 +725,10 @@ fn compare_inner(name: &str, a: &[Value]) -> Result<Value, String> {
                     Err("invalid type for comparison".into())
                 }
             }
-            (Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_), Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_)) => {
-                Err("incompatible types for comparison".into())
-            }
+            (
+                Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_),
+                Value::Int(_) | Value::Float(_) | Value::Str(_) | Value::Bool(_),
+            ) => Err("incompatible types for comparison".into()),
             _ => Err(if matches!(name, "eq" | "ne") {
                 "non-comparable types".into()
             } else {
@@ -672,7 +751,10 @@ fn compare_inner(name: &str, a: &[Value]) -> Result<Value, String> {
         "lt" => cmp(&a[0], &a[1])? == Some(Ordering::Less),
         "le" => matches!(cmp(&a[0], &a[1])?, Some(Ordering::Less | Ordering::Equal)),
         "gt" => cmp(&a[0], &a[1])? == Some(Ordering::Greater),
-        _ => matches!(cmp(&a[0], &a[1])?, Some(Ordering::Greater | Ordering::Equal)),
+        _ => matches!(
+            cmp(&a[0], &a[1])?,
+            Some(Ordering::Greater | Ordering::Equal)
+        ),
     };
     Ok(Value::Bool(r))
 }

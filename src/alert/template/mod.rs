@@ -149,7 +149,10 @@ impl Template {
                 let loc = match &e.at {
                     Some((pos, cmd)) => {
                         let (line, col) = self.line_col(*pos);
-                        format!("template: {n}:{line}:{col}: executing {} at <{cmd}>: ", quote(n))
+                        format!(
+                            "template: {n}:{line}:{col}: executing {} at <{cmd}>: ",
+                            quote(n)
+                        )
                     }
                     None => format!("template: {n}: executing {}: ", quote(n)),
                 };

@@ -212,7 +212,9 @@ impl Parser<'_> {
     }
 
     fn last_pos(&self) -> usize {
-        self.toks.get(self.ti.saturating_sub(1)).map_or(self.pos, |t| t.pos)
+        self.toks
+            .get(self.ti.saturating_sub(1))
+            .map_or(self.pos, |t| t.pos)
     }
 
     /// Parses nodes until EOF, `{{end}}` or `{{else}}`.
@@ -367,7 +369,8 @@ impl Parser<'_> {
                 }
                 b'$' | b'.' => {
                     let mut j = i + 1;
-                    while j < b.len() && (b[j] == b'_' || b[j].is_ascii_alphanumeric() || b[j] >= 0x80)
+                    while j < b.len()
+                        && (b[j] == b'_' || b[j].is_ascii_alphanumeric() || b[j] >= 0x80)
                     {
                         j += 1;
                     }
@@ -390,7 +393,9 @@ impl Parser<'_> {
                 b'0'..=b'9' | b'-' | b'+' => {
                     let end = number_end(b, i);
                     if end == i + 1 && (c == b'-' || c == b'+') {
-                        return Err(self.err_at(start, &format!("bad number syntax: {:?}", c as char)));
+                        return Err(
+                            self.err_at(start, &format!("bad number syntax: {:?}", c as char))
+                        );
                     }
                     let t = self.text[i..end].to_string();
                     i = end;
@@ -398,7 +403,8 @@ impl Parser<'_> {
                 }
                 c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
                     let mut j = i;
-                    while j < b.len() && (b[j] == b'_' || b[j].is_ascii_alphanumeric() || b[j] >= 0x80)
+                    while j < b.len()
+                        && (b[j] == b'_' || b[j].is_ascii_alphanumeric() || b[j] >= 0x80)
                     {
                         j += 1;
                     }
@@ -410,7 +416,10 @@ impl Parser<'_> {
                     let ch = self.text[i..].chars().next().unwrap_or('?');
                     return Err(self.err_at(
                         start,
-                        &format!("unrecognized character in action: U+{:04X} '{ch}'", ch as u32),
+                        &format!(
+                            "unrecognized character in action: U+{:04X} '{ch}'",
+                            ch as u32
+                        ),
                     ));
                 }
             };
@@ -548,10 +557,16 @@ impl Parser<'_> {
                 "break" | "continue" => {
                     self.next();
                     if self.range_depth == 0 {
-                        return Err(self.err_at(t.pos, &format!("{{{{{kw}}}}} outside {{{{range}}}}")));
+                        return Err(
+                            self.err_at(t.pos, &format!("{{{{{kw}}}}} outside {{{{range}}}}"))
+                        );
                     }
                     self.expect_end(kw)?;
-                    out.push(if kw == "break" { Node::Break } else { Node::Continue });
+                    out.push(if kw == "break" {
+                        Node::Break
+                    } else {
+                        Node::Continue
+                    });
                     return Ok(None);
                 }
                 "define" | "template" | "block" => {
@@ -598,7 +613,7 @@ impl Parser<'_> {
             self.range_depth -= 1;
         }
         let else_list = match stop {
-            Stop::Eof => return Err(self.err_at(self.text.len(), &format!("unexpected EOF"))),
+            Stop::Eof => return Err(self.err_at(self.text.len(), "unexpected EOF")),
             Stop::End => None,
             Stop::Else(None) => {
                 let (l, stop) = self.list()?;
@@ -694,10 +709,15 @@ impl Parser<'_> {
         }
         for (i, c) in cmds.iter().enumerate().skip(1) {
             if let Some(a) = c.args.first()
-                && !matches!(a, Arg::Ident(_) | Arg::Field(_) | Arg::Var(..) | Arg::Dot | Arg::Pipe(..))
+                && !matches!(
+                    a,
+                    Arg::Ident(_) | Arg::Field(_) | Arg::Var(..) | Arg::Dot | Arg::Pipe(..)
+                )
             {
-                let _ = i;
-                return Err(self.err_at(c.pos, &format!("non executable command in pipeline stage {}", i + 1)));
+                return Err(self.err_at(
+                    c.pos,
+                    &format!("non executable command in pipeline stage {}", i + 1),
+                ));
             }
         }
         if !is_assign {
@@ -720,7 +740,7 @@ impl Parser<'_> {
                 break;
             }
             if !args.is_empty() && !t.space_before {
-                return Err(self.err_at(t.pos, &format!("missing space?")));
+                return Err(self.err_at(t.pos, "missing space?"));
             }
             let (arg, pos) = self.operand()?;
             arg_pos.push(pos.unwrap_or(t.pos));
@@ -830,7 +850,8 @@ fn number_end(b: &[u8], mut i: usize) -> usize {
     }
     while i < b.len() {
         let c = b[i];
-        let exp_sign = (c == b'+' || c == b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P');
+        let exp_sign =
+            (c == b'+' || c == b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E' | b'p' | b'P');
         if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || exp_sign {
             i += 1;
         } else {
@@ -855,7 +876,8 @@ fn parse_number(text: &str) -> Option<Number> {
         i64::from_str_radix(o, 8).ok()
     } else if let Some(bn) = lower.strip_prefix("0b") {
         i64::from_str_radix(bn, 2).ok()
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|c| c.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|c| c.is_ascii_digit())
+    {
         i64::from_str_radix(&lower[1..], 8).ok()
     } else if lower.bytes().all(|c| c.is_ascii_digit()) {
         lower.parse().ok()
