@@ -235,3 +235,66 @@ fn sighup_reloads_the_pipeline_file() {
     let (code, stderr) = w.wait(LONG);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A sink stuck retrying (its endpoint was wrong) gives way to its
+/// replacement within the grace period: fixing the endpoint by a reload
+/// works without a restart.
+#[test]
+fn a_reload_replaces_a_sink_stuck_retrying() {
+    let s = Scratch::new();
+    let loki = FakeLoki::start();
+    std::fs::create_dir_all(s.path("logs/a")).unwrap();
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = |url: &str| {
+        format!(
+            "data_dir: '{data}'
+api: {{address: '127.0.0.1:0'}}
+grace_period: 2s
+sources:
+  a: {{type: file, include: ['{logs}/a/*.log'], fingerprint_bytes: 32, decode: {{codec: json}}}}
+sinks:
+  loki:
+    type: loki
+    inputs: [a]
+    endpoint: {url}
+    labels: {{app: feynman}}
+    batch: {{timeout: 100ms}}
+    retry: {{initial_backoff: 100ms, max_backoff: 500ms}}
+",
+            data = s.path("data").display(),
+            logs = s.path("logs").display(),
+        )
+    };
+    let p = pipeline(&s, "p.yaml", &text(&format!("http://127.0.0.1:{refused}")));
+    let w = Running::start(s.weir(&["run", &p]));
+    let api = w.api_address();
+    let line = |i: usize| {
+        format!("{{\"src\": \"a\", \"seq\": {i}, \"pad\": \"zzzzzzzzzzzzzzzzzzzzzzzzzzzz\"}}\n")
+    };
+    s.write("logs/a/app.log", (0..100).map(line).collect::<String>());
+    w.wait_for_log("delivery failed; retrying", LONG);
+    s.write("p.yaml", text(&loki.url()));
+    let (status, body) = http_post(&api, "/-/reload");
+    assert_eq!(status, 200, "{body}");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.path("logs/a/app.log"))
+        .unwrap();
+    f.write_all((100..200).map(line).collect::<String>().as_bytes())
+        .unwrap();
+    // The lines read after the reload reach the new endpoint.
+    wait_until(Duration::from_secs(20), || {
+        stored(&loki)
+            .0
+            .keys()
+            .filter(|(_, seq)| *seq >= 100)
+            .count()
+            == 100
+    })
+    .unwrap_or_else(|| panic!("after the reload; stderr:\n{}", w.stderr()));
+    w.signal(libc::SIGTERM);
+    let _ = w.wait(LONG);
+}

@@ -25,10 +25,11 @@ pub struct Context {
     pub once: bool,
 }
 
-/// Starts a sink reading `rx`.
+/// Starts a sink reading `rx`; `stop` is its own (see the topology).
 pub fn sink(
     c: &Component<Arc<dyn SinkSpec>>,
     rx: mpsc::Receiver<SharedBatch>,
+    stop: Shutdown,
     cx: &Context,
 ) -> Result<JoinHandle<()>, String> {
     c.kind.start(SinkContext {
@@ -36,7 +37,7 @@ pub fn sink(
         input: rx,
         registry: cx.registry.clone(),
         data_dir: cx.data_dir.clone(),
-        shutdown: cx.shutdown.clone(),
+        shutdown: stop,
     })
 }
 

@@ -115,6 +115,10 @@ struct RunningNode {
     input: mpsc::WeakSender<SharedBatch>,
     /// Transforms only.
     output: Option<Fanout>,
+    /// Sinks only: their own stop, triggered by the pipeline's or when a
+    /// reload replaces them (so a sink stuck retrying gives way within
+    /// the grace period instead of holding its replacement back).
+    stop: Option<Shutdown>,
     task: JoinHandle<()>,
 }
 
@@ -297,6 +301,10 @@ impl Topology {
         let mut predecessors: HashMap<String, JoinHandle<()>> = HashMap::new();
         for name in stale {
             let old = self.sinks.remove(&name).expect("listed above");
+            if let Some(stop) = &old.stop {
+                // Deliver what it holds within the grace period, then let go.
+                stop.trigger();
+            }
             predecessors.insert(name, old.task);
         }
         for c in &p.sinks {
@@ -310,15 +318,16 @@ impl Topology {
                 if before.is_some() { "rebuilt" } else { "added" },
                 c.name
             ));
+            let stop = self.sink_stop();
             let task = match before {
-                None => build::sink(c, rx, &self.cx).map_err(start_error("sink", &c.name))?,
+                None => build::sink(c, rx, stop.clone(), &self.cx)
+                    .map_err(start_error("sink", &c.name))?,
                 Some(old) => {
-                    // Check it can be built now; start it once the old one
-                    // has delivered what it holds.
-                    let (c, cx) = (c.clone(), self.cx.clone());
+                    // Start it once the old one has delivered what it holds.
+                    let (c, cx, stop) = (c.clone(), self.cx.clone(), stop.clone());
                     tokio::spawn(async move {
                         let _ = old.await;
-                        match build::sink(&c, rx, &cx) {
+                        match build::sink(&c, rx, stop, &cx) {
                             Ok(task) => {
                                 let _ = task.await;
                             }
@@ -334,6 +343,7 @@ impl Topology {
                     inputs: c.inputs.clone(),
                     input: tx.downgrade(),
                     output: None,
+                    stop: Some(stop),
                     task,
                 },
             );
@@ -391,6 +401,7 @@ impl Topology {
                     inputs: c.inputs.clone(),
                     input: tx.downgrade(),
                     output: Some(out),
+                    stop: None,
                     task: tokio::spawn(async {}),
                 },
             );
@@ -523,6 +534,18 @@ impl Topology {
             self.rewire();
         }
         None
+    }
+
+    /// A sink's own stop: triggered with the pipeline's, or alone when a
+    /// reload replaces the sink.
+    fn sink_stop(&self) -> Shutdown {
+        let stop = Shutdown::with_grace(self.grace);
+        let (pipeline, sink) = (self.cx.shutdown.clone(), stop.clone());
+        tokio::spawn(async move {
+            pipeline.wait().await;
+            sink.trigger();
+        });
+        stop
     }
 
     fn stop_sources(&self) {
