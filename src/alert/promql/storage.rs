@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use promql_parser::label::Matcher;
+use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::Expr;
 
 use super::value::{Labels, METRIC_NAME, Series, stale_nan};
@@ -24,10 +24,12 @@ pub trait Storage {
     fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series>;
 }
 
-/// Series held in memory, sorted by labels.
+/// Series held in memory, grouped by metric name (a selector almost always
+/// names one), each group sorted by labels.
 #[derive(Debug, Default, Clone)]
 pub struct MemStorage {
-    series: BTreeMap<Labels, Vec<(i64, f64)>>,
+    by_name: BTreeMap<String, BTreeMap<Labels, Vec<(i64, f64)>>>,
+    len: usize,
 }
 
 impl MemStorage {
@@ -38,7 +40,14 @@ impl MemStorage {
 
     /// Adds one sample; a sample at an existing timestamp replaces it.
     pub fn append(&mut self, labels: Labels, t_ms: i64, v: f64) {
-        let samples = self.series.entry(labels).or_default();
+        let group = self
+            .by_name
+            .entry(labels.get(METRIC_NAME).to_string())
+            .or_default();
+        if !group.contains_key(&labels) {
+            self.len += 1;
+        }
+        let samples = group.entry(labels).or_default();
         match samples.binary_search_by_key(&t_ms, |(t, _)| *t) {
             Ok(i) => samples[i].1 = v,
             Err(i) => samples.insert(i, (t_ms, v)),
@@ -65,19 +74,28 @@ impl MemStorage {
 
     /// Number of series held.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.len
     }
 
     /// Whether no series is held.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.len == 0
     }
 }
 
 impl Storage for MemStorage {
     fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
+        let named = matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+            .map(|m| m.value.as_str());
+        let groups: Vec<&BTreeMap<Labels, Vec<(i64, f64)>>> = match named {
+            Some(name) => self.by_name.get(name).into_iter().collect(),
+            None => self.by_name.values().collect(),
+        };
+        let several = groups.len() > 1;
         let mut out = Vec::new();
-        for (labels, samples) in &self.series {
+        for (labels, samples) in groups.into_iter().flatten() {
             if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
                 continue;
             }
@@ -89,6 +107,9 @@ impl Storage for MemStorage {
                     samples: samples[lo..hi].to_vec(),
                 });
             }
+        }
+        if several {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
         out
     }
