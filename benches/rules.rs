@@ -250,5 +250,60 @@ fn main() -> std::process::ExitCode {
     if series < 10_000 {
         eprintln!("only {series} series: raise WEIR_RULES_INSTANCES");
     }
+    compare_with_promtool();
     std::process::ExitCode::SUCCESS
+}
+
+/// `weir test` over the whole rule-test suite against `promtool test rules`
+/// over the same files, as whole processes (best of three each).
+fn compare_with_promtool() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rule_tests");
+    let mut files: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "yml")
+                    && !p.to_string_lossy().contains(".rules.")
+            })
+            .map(|p| p.display().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    if files.is_empty() || !Path::new("/usr/bin/promtool").exists() {
+        println!(
+            "weir test vs promtool: skipped (no tests/rule_tests/*.yml, or no /usr/bin/promtool)"
+        );
+        return;
+    }
+    let time = |program: &str, args: &[&str]| -> Option<Duration> {
+        let mut best: Option<Duration> = None;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let status = std::process::Command::new(program)
+                .args(args)
+                .args(&files)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .ok()?;
+            // Failing tests are part of the suite: any exit code counts.
+            let _ = status;
+            let took = start.elapsed();
+            best = Some(best.map_or(took, |b| b.min(took)));
+        }
+        best
+    };
+    let weir = time(env!("CARGO_BIN_EXE_weir"), &["test"]);
+    let promtool = time("/usr/bin/promtool", &["test", "rules"]);
+    if let (Some(w), Some(p)) = (weir, promtool) {
+        println!(
+            "weir test vs promtool test rules over {} files: {:.3} s vs {:.3} s ({:.2}x promtool's time)",
+            files.len(),
+            w.as_secs_f64(),
+            p.as_secs_f64(),
+            w.as_secs_f64() / p.as_secs_f64()
+        );
+    }
 }

@@ -511,7 +511,7 @@ impl Checker {
             for (kind, pairs) in [("label", &raw.labels), ("annotation", &raw.annotations)] {
                 for (k, v, pos) in pairs {
                     if let Err(e) = template::check(v) {
-                        self.error(Some(*pos), cx, format!("{kind} {k:?}: template: {e}"));
+                        self.error(Some(*pos), cx, format!("{kind} {k:?}: {e}"));
                     }
                 }
             }
