@@ -204,7 +204,12 @@ pub fn test_file(path: &Path, warn: &mut dyn Write) -> io::Result<Vec<String>> {
         Err(e) => return Ok(vec![format!("yaml: {e}")]),
     };
     let mut order: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, g) in file.group_eval_order.unwrap_or_default().into_iter().enumerate() {
+    for (i, g) in file
+        .group_eval_order
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         if order.contains_key(&g) {
             return Ok(vec![format!(
                 "group name repeated in evaluation order: {g}"
@@ -342,8 +347,8 @@ fn load_series(tg: &TestGroup, interval: i64) -> Result<MemStorage, String> {
 /// Renders an alert template as Prometheus does (`__alert_NAME`).
 fn render(text: &str, data: &AlertData) -> Result<String, String> {
     let name = format!("__alert_{}", data.alertname);
-    let t = Template::parse(&name, text)
-        .map_err(|e| format!("error parsing template {name}: {e}"))?;
+    let t =
+        Template::parse(&name, text).map_err(|e| format!("error parsing template {name}: {e}"))?;
     let td = template::AlertData {
         labels: to_map(data.labels),
         external_labels: to_map(data.external_labels),
@@ -425,7 +430,12 @@ fn run_group(
         }
     }
     let maxt = times.iter().chain(&expr_times).copied().max().unwrap_or(0);
-    let distinct: Vec<i64> = times.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let distinct: Vec<i64> = times
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
 
     let external = Labels::from_pairs(pairs(&tg.external_labels));
     let url = tg.external_url.clone().unwrap_or_default();
@@ -469,7 +479,8 @@ fn run_group(
                     .iter()
                     .flatten()
                     .map(|x| {
-                        let mut l: BTreeMap<String, String> = pairs(&x.exp_labels).into_iter().collect();
+                        let mut l: BTreeMap<String, String> =
+                            pairs(&x.exp_labels).into_iter().collect();
                         l.insert("alertname".into(), alertname.clone());
                         (l.into_iter().collect(), sorted(pairs(&x.exp_annotations)))
                     })
@@ -507,7 +518,12 @@ fn run_group(
             top: &results,
         };
         let quoted = super::promql::format::go_quote(&text);
-        let fail = |err: String| format!("    expr: {quoted}, time: {}, err: {err}", model_duration(t));
+        let fail = |err: String| {
+            format!(
+                "    expr: {quoted}, time: {}, err: {err}",
+                model_duration(t)
+            )
+        };
         let got = match query(&layered, &text, t, eval_interval) {
             Ok(g) => g,
             Err(err) => {
@@ -537,8 +553,8 @@ fn run_group(
         let mut got = got;
         want.sort_by(|a, b| a.0.cmp(&b.0));
         got.sort_by(|a, b| a.0.cmp(&b.0));
-        let same = want.len() == got.len()
-            && want.iter().zip(&got).all(|(a, b)| a.0 == b.0 && a.1 == b.1);
+        let same =
+            want.len() == got.len() && want.iter().zip(&got).all(|(a, b)| a.0 == b.0 && a.1 == b.1);
         if !same {
             errs.push(format!(
                 "    expr: {quoted}, time: {},\n        exp: {}\n        got: {}",
@@ -566,7 +582,10 @@ fn firing(groups: &[GroupEval], alertname: &str) -> AlertSet {
                 continue;
             }
             let Some(state) = g.alerts(i) else { continue };
-            for a in state.active_alerts().filter(|a| a.state == AlertState::Firing) {
+            for a in state
+                .active_alerts()
+                .filter(|a| a.state == AlertState::Firing)
+            {
                 let labels: Pairs = a
                     .labels
                     .iter()

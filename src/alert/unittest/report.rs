@@ -14,14 +14,20 @@ pub type AlertSet = Vec<(Pairs, Pairs)>;
 
 /// `{a="b", c="d"}`.
 pub fn pairs_string(p: &Pairs) -> String {
-    let inner: Vec<String> = p.iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect();
+    let inner: Vec<String> = p
+        .iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
 /// Prefixes every line but the first with `indent` (promtool's
 /// `indentLines`).
 pub fn indent_lines(lines: &str, indent: &str) -> String {
-    lines.split('\n').collect::<Vec<_>>().join(&format!("\n{indent}"))
+    lines
+        .split('\n')
+        .collect::<Vec<_>>()
+        .join(&format!("\n{indent}"))
 }
 
 /// promtool's `labelsAndAnnotations.String()`.
@@ -30,7 +36,11 @@ pub fn alerts_string(la: &AlertSet) -> String {
         return "[]".into();
     }
     let one = |(l, a): &(Pairs, Pairs)| {
-        let s = format!("\nLabels:{}\nAnnotations:{}", pairs_string(l), pairs_string(a));
+        let s = format!(
+            "\nLabels:{}\nAnnotations:{}",
+            pairs_string(l),
+            pairs_string(a)
+        );
         indent_lines(&s, "  ")
     };
     let mut s = format!("[\n0:{}", one(&la[0]));
