@@ -28,14 +28,12 @@
 //! `weir test` (its result would need the storage of the step being
 //! evaluated).
 
+mod input;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use super::group::{GroupEval, Layered, RuleResults};
 use super::promql::storage::{parse_series_labels, parse_values};
@@ -43,108 +41,11 @@ use super::promql::{Engine, Labels, MemStorage, Series, Storage, Value, parse};
 use super::rules::{self, RuleKind, parse_duration};
 use super::state::{AlertData, AlertState, Expander};
 use super::template::{self, Template};
+use input::{Map, TestFile, TestGroup, clean_join, glob, os_error};
 use report::{AlertSet, Pairs, go_duration, model_duration, samples_string};
 
 pub use report::indent_lines;
 
-/// A YAML scalar read as text, whatever its type (`yaml.v2` decodes `1`
-/// into a Go string as `"1"`).
-#[derive(Debug, Clone, Default)]
-struct Scalar(String);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar(String::new()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-type Map = Option<BTreeMap<String, Scalar>>;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestFile {
-    rule_files: Option<Vec<String>>,
-    evaluation_interval: Option<String>,
-    group_eval_order: Option<Vec<String>>,
-    tests: Option<Vec<TestGroup>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestGroup {
-    interval: Option<String>,
-    input_series: Option<Vec<InputSeries>>,
-    alert_rule_test: Option<Vec<AlertTest>>,
-    promql_expr_test: Option<Vec<ExprTest>>,
-    external_labels: Map,
-    external_url: Option<String>,
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputSeries {
-    series: Option<Scalar>,
-    values: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertTest {
-    eval_time: Option<String>,
-    alertname: Option<String>,
-    exp_alerts: Option<Vec<ExpAlert>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExpAlert {
-    exp_labels: Map,
-    exp_annotations: Map,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExprTest {
-    expr: Option<String>,
-    eval_time: Option<String>,
-    exp_samples: Option<Vec<ExpSample>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExpSample {
-    labels: Option<String>,
-    value: Option<f64>,
-}
-
-/// Runs every test file, writing what promtool writes (the file names and
-/// `SUCCESS` to `out`, `FAILED:` and failures to `err`). True when every
 /// file passed.
 pub fn run_files(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> io::Result<bool> {
     let mut ok = true;
@@ -222,85 +123,6 @@ pub fn test_file(path: &Path, warn: &mut dyn Write) -> io::Result<Vec<String>> {
         errs.extend(run_group(&tg, eval_interval, &order, &rule_files));
     }
     Ok(errs)
-}
-
-/// Go's text for an OS error (`no such file or directory`).
-fn os_error(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_lowercase(),
-        None => s,
-    }
-}
-
-/// Go's `filepath.Join` (which cleans the result).
-fn clean_join(base: &str, rel: &str) -> String {
-    let joined = if base.is_empty() {
-        rel.to_string()
-    } else {
-        format!("{base}/{rel}")
-    };
-    let abs = joined.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for p in joined.split('/') {
-        match p {
-            "" | "." => {}
-            ".." if parts.last().is_some_and(|l| *l != "..") => {
-                parts.pop();
-            }
-            ".." if abs => {}
-            _ => parts.push(p),
-        }
-    }
-    let s = parts.join("/");
-    match (abs, s.is_empty()) {
-        (true, _) => format!("/{s}"),
-        (false, true) => ".".into(),
-        (false, false) => s,
-    }
-}
-
-/// Go's `filepath.Glob` for patterns with meta characters in the last
-/// path element only (a pattern with them in a directory matches
-/// nothing); matches sorted by name.
-fn glob(pattern: &str) -> Vec<String> {
-    let meta = |s: &str| s.contains(['*', '?', '[', '\\']);
-    if !meta(pattern) {
-        return match std::fs::symlink_metadata(pattern) {
-            Ok(_) => vec![pattern.to_string()],
-            Err(_) => Vec::new(),
-        };
-    }
-    let (dir, name) = match pattern.rfind('/') {
-        Some(i) => (&pattern[..i.max(1)], &pattern[i + 1..]),
-        None => (".", pattern),
-    };
-    if meta(dir) {
-        return Vec::new();
-    }
-    let Ok(g) = globset::GlobBuilder::new(name)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-    else {
-        return Vec::new();
-    };
-    let m = g.compile_matcher();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| m.is_match(n))
-        .collect();
-    names.sort();
-    let prefix = if pattern.contains('/') {
-        format!("{}/", dir.trim_end_matches('/'))
-    } else {
-        String::new()
-    };
-    names.into_iter().map(|n| format!("{prefix}{n}")).collect()
 }
 
 /// A store whose samples after `till` are not visible yet (promtool's lazy
@@ -613,18 +435,5 @@ fn query(
         Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
         Value::Scalar { v, .. } => Ok(vec![(Labels::new(), v)]),
         _ => Err("rule result is not a vector or scalar".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn joins_as_go() {
-        assert_eq!(clean_join("tests/x", "../r.yml"), "tests/r.yml");
-        assert_eq!(clean_join(".", "r.yml"), "r.yml");
-        assert_eq!(clean_join("", "./a/b.yml"), "a/b.yml");
-        assert_eq!(clean_join("/a", "../../b"), "/b");
     }
 }
