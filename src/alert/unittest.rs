@@ -26,7 +26,10 @@
 //! test file (serde's, not `yaml.v2`'s) and of PromQL parse errors
 //! (`promql-parser`'s), and the `query` template function, which fails in
 //! `weir test` (its result would need the storage of the step being
-//! evaluated).
+//! evaluated). Subqueries without a step use `evaluation_interval` in
+//! expression tests (as promtool) but the group evaluator's fixed 1 m inside
+//! rules (promtool: `evaluation_interval` there too). Rule load errors are
+//! worded as `weir validate` words them, not as promtool's `LoadGroups`.
 
 mod input;
 mod report;
