@@ -99,6 +99,17 @@ fn validate_rules(path: &Path) -> bool {
     }
 }
 
+/// `weir test FILE...`: runs rule unit-test files as `promtool test rules`
+/// 2.42 does, with its output; exit 1 when a test fails (or a file cannot
+/// be read or parsed), 0 otherwise.
+pub fn test(files: &[PathBuf]) -> ExitCode {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    match crate::alert::unittest::run_files(files, &mut out, &mut err) {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
 /// `weir run`: runs a pipeline until it is stopped or, with `--once`, until
 /// its input is read to the end.
 pub fn run(args: RunArgs) -> ExitCode {

@@ -37,6 +37,12 @@ enum Command {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
     },
+    /// Run Prometheus rule unit-test files as `promtool test rules` does;
+    /// exit 1 if any test fails.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Write synthetic logs in the Feynman app's format (fixtures, benchmarks).
     Generate {
         /// Number of lines.
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
             metrics_file,
         }),
         Command::Validate { pipelines } => commands::validate(&pipelines),
+        Command::Test { files } => commands::test(&files),
         Command::Generate {
             lines,
             seed,

@@ -9,9 +9,10 @@
 //! - [`state`]: the alert state machine (pending, firing, resolved) and the
 //!   `ALERTS` / `ALERTS_FOR_STATE` series.
 //! - [`template`]: alert label and annotation templates.
+//! - [`unittest`]: `weir test`, promtool's rule unit tests.
 //!
-//! Scheduling groups at their intervals, sending notifications and
-//! `weir test` come later; nothing in the running shipper uses this yet.
+//! Scheduling groups at their intervals and sending notifications come
+//! later; nothing in the running shipper uses this yet.
 
 mod compat;
 pub mod group;
@@ -19,3 +20,4 @@ pub mod promql;
 pub mod rules;
 pub mod state;
 pub mod template;
+pub mod unittest;

@@ -86,6 +86,8 @@ impl Alert {
 /// What a label or annotation template sees of an alert.
 #[derive(Debug, Clone, Copy)]
 pub struct AlertData<'a> {
+    /// The alerting rule's name (Prometheus names templates `__alert_` + it).
+    pub alertname: &'a str,
     /// The series' labels, `__name__` included if it has one (`$labels`).
     pub labels: &'a Labels,
     pub external_labels: &'a Labels,
@@ -189,6 +191,7 @@ impl AlertRuleState {
         let mut fresh: BTreeMap<Labels, Alert> = BTreeMap::new();
         for s in result {
             let data = AlertData {
+                alertname: rule.name,
                 labels: &s.labels,
                 external_labels: exp.external_labels,
                 external_url: exp.external_url,
