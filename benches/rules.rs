@@ -262,10 +262,7 @@ fn compare_with_promtool() {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "yml")
-                    && !p.to_string_lossy().contains(".rules.")
-            })
+            .filter(|p| p.extension().is_some_and(|x| x == "yml"))
             .map(|p| p.display().to_string())
             .collect(),
         Err(_) => Vec::new(),
