@@ -209,12 +209,25 @@ struct RuleRun {
 pub struct GroupEval {
     group: RuleGroup,
     runs: Vec<RuleRun>,
+    /// The step of subqueries that give none: Prometheus' global
+    /// `evaluation_interval` (1 m unless set).
+    subquery_step_ms: i64,
 }
 
 impl GroupEval {
     pub fn new(group: RuleGroup) -> Self {
         let runs = vec![RuleRun::default(); group.rules.len()];
-        GroupEval { group, runs }
+        GroupEval {
+            group,
+            runs,
+            subquery_step_ms: 60_000,
+        }
+    }
+
+    /// Subqueries without a step use `ms` (the global evaluation interval).
+    pub fn with_subquery_step_ms(mut self, ms: i64) -> Self {
+        self.subquery_step_ms = ms.max(1);
+        self
     }
 
     pub fn group(&self) -> &RuleGroup {
@@ -245,7 +258,9 @@ impl GroupEval {
         for (rule, run) in self.group.rules.iter().zip(&mut self.runs) {
             let value = {
                 let layered = Layered { base, top: results };
-                Engine::new(&layered).instant(&rule.expr, ts)
+                Engine::new(&layered)
+                    .with_subquery_step_ms(self.subquery_step_ms)
+                    .instant(&rule.expr, ts)
             };
             let evaluated = match value {
                 Ok(Value::Vector(v)) => Ok(v),

@@ -26,9 +26,8 @@
 //! test file (serde's, not `yaml.v2`'s) and of PromQL parse errors
 //! (`promql-parser`'s), and the `query` template function, which fails in
 //! `weir test` (its result would need the storage of the step being
-//! evaluated). Subqueries without a step use `evaluation_interval` in
-//! expression tests (as promtool) but the group evaluator's fixed 1 m inside
-//! rules (promtool: `evaluation_interval` there too). Rule load errors are
+//! evaluated). Subqueries without a step use `evaluation_interval`, in
+//! expression tests and inside rules alike, as promtool does. Rule load errors are
 //! worded as `weir validate` words them, not as promtool's `LoadGroups`.
 
 mod input;
@@ -223,7 +222,10 @@ fn run_group(
         return load_errs;
     }
     groups.sort_by_key(|g| order.get(&g.name).copied().unwrap_or(0));
-    let mut groups: Vec<GroupEval> = groups.into_iter().map(GroupEval::new).collect();
+    let mut groups: Vec<GroupEval> = groups
+        .into_iter()
+        .map(|g| GroupEval::new(g).with_subquery_step_ms(eval_interval))
+        .collect();
 
     let name = tg.name.clone().unwrap_or_default();
     let alert_tests = tg.alert_rule_test.as_deref().unwrap_or_default();
