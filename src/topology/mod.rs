@@ -272,6 +272,21 @@ pub async fn run(
     }
 }
 
+/// The running components (name, settings) that `wanted` drops or changes.
+fn changed_or_gone<'a, K: std::fmt::Debug>(
+    running: impl Iterator<Item = (&'a String, &'a str)>,
+    wanted: &HashMap<&str, &Component<K>>,
+) -> Vec<String> {
+    running
+        .filter(|(n, config)| {
+            wanted
+                .get(n.as_str())
+                .is_none_or(|c| config_of(c) != *config)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 /// The settings of a component as a comparable text: reload rebuilds a
 /// component exactly when this changes.
 fn config_of<K: std::fmt::Debug>(c: &Component<K>) -> String {
@@ -288,16 +303,10 @@ impl Topology {
 
         let wanted: HashMap<&str, &Component<Arc<dyn SinkSpec>>> =
             p.sinks.iter().map(|c| (c.name.as_str(), c)).collect();
-        let stale: Vec<String> = self
-            .sinks
-            .iter()
-            .filter(|(n, r)| {
-                wanted
-                    .get(n.as_str())
-                    .is_none_or(|c| config_of(c) != r.config)
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
+        let stale = changed_or_gone(
+            self.sinks.iter().map(|(n, r)| (n, r.config.as_str())),
+            &wanted,
+        );
         let mut predecessors: HashMap<String, JoinHandle<()>> = HashMap::new();
         for name in stale {
             let old = self.sinks.remove(&name).expect("listed above");
@@ -356,16 +365,10 @@ impl Topology {
 
         let wanted: HashMap<&str, &Component<Arc<dyn TransformSpec>>> =
             p.transforms.iter().map(|c| (c.name.as_str(), c)).collect();
-        let stale: Vec<String> = self
-            .transforms
-            .iter()
-            .filter(|(n, r)| {
-                wanted
-                    .get(n.as_str())
-                    .is_none_or(|c| config_of(c) != r.config)
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
+        let stale = changed_or_gone(
+            self.transforms.iter().map(|(n, r)| (n, r.config.as_str())),
+            &wanted,
+        );
         for name in stale {
             let old = self.transforms.remove(&name).expect("listed above");
             changes.push(format!(
@@ -417,16 +420,10 @@ impl Topology {
 
         let wanted: HashMap<&str, &Component<Arc<dyn SourceSpec>>> =
             p.sources.iter().map(|c| (c.name.as_str(), c)).collect();
-        let stale: Vec<String> = self
-            .sources
-            .iter()
-            .filter(|(n, r)| {
-                wanted
-                    .get(n.as_str())
-                    .is_none_or(|c| config_of(c) != r.config)
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
+        let stale = changed_or_gone(
+            self.sources.iter().map(|(n, r)| (n, r.config.as_str())),
+            &wanted,
+        );
         for name in stale {
             let old = self.sources.remove(&name).expect("listed above");
             old.stop.trigger();
