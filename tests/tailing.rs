@@ -375,3 +375,54 @@ sinks:
     stop(w);
     assert_exactly_once(&s, 5005);
 }
+
+/// A file truncated and written again past the offset weir had read, all
+/// between two of weir's reads: weir must notice that the file no longer
+/// starts as it did and read it from the start, not from the old offset
+/// (which would begin mid-line).
+#[test]
+fn truncated_and_rewritten_past_the_old_offset_between_two_reads() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "tail.yaml",
+        &format!(
+            "data_dir: '{data}'
+api: {{address: '127.0.0.1:0'}}
+sources:
+  app:
+    type: file
+    include: ['{logs}/app.log']
+    glob_interval: 1h
+    poll_interval: 1s
+sinks:
+  out: {{type: file, inputs: [app], path: '{data}/out/x.ndjson', batch: {{timeout: 50ms}}}}
+",
+            data = s.path("data").display(),
+            logs = s.path("logs").display()
+        ),
+    );
+    let line = |seq: u64, tag: &str| format!("{{\"seq\": {seq}, \"tag\": \"{tag}\"}}\n");
+    let first: String = (0..1000).map(|i| line(i, "before")).collect();
+    s.write("logs/app.log", &first);
+    let w = start_weir(&s, &p);
+    w.api_address();
+    wait_until(LONG, || tally(&s).0.len() == 1000).expect("first generation read");
+    std::thread::sleep(Duration::from_millis(300));
+    // Truncate and write more than was there, in one go, while weir waits.
+    let second: String = (1000..3000)
+        .map(|i| line(i, "after-the-truncation"))
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.path("logs/app.log"))
+        .unwrap();
+    use std::io::Seek;
+    f.set_len(0).unwrap();
+    f.seek(std::io::SeekFrom::Start(0)).unwrap();
+    std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+    drop(f);
+    wait_for_all(&s, 3000);
+    stop(w);
+    assert_exactly_once(&s, 3000);
+}

@@ -86,6 +86,14 @@ pub fn probe_file(file: &File, n: usize) -> io::Result<Probe> {
     Ok(finish(&buf[..got], n, false))
 }
 
+/// Like [`probe_file`] for a file known to be plain: positional reads only,
+/// so the file's read position stays where it is.
+pub fn probe_plain(file: &File, n: usize) -> io::Result<Probe> {
+    let mut buf = vec![0; n];
+    let got = read_at_full(file, &mut buf, 0)?;
+    Ok(finish(&buf[..got], n, false))
+}
+
 fn finish(bytes: &[u8], n: usize, compressed: bool) -> Probe {
     if bytes.len() < n {
         Probe::TooShort {

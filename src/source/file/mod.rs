@@ -340,6 +340,10 @@ impl Tailer {
     /// Reads what file `i` has, a batch per read; returns whether it had data.
     fn read_file(&mut self, i: usize) -> Result<bool, Closed> {
         let mut progressed = false;
+        if self.files[i].replaced_since_eof(self.cfg.fingerprint_bytes) {
+            self.rewritten(i);
+            return Ok(true);
+        }
         for _ in 0..READS_PER_ROUND {
             match self.files[i].fill() {
                 Ok(data) => progressed |= data,

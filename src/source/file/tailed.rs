@@ -102,6 +102,33 @@ impl Tailed {
         }
     }
 
+    /// Whether the file at its end has new bytes but no longer starts with
+    /// the bytes it is known by: truncated and written again past the old
+    /// offset between two reads. Reading on would start mid-line; the
+    /// caller treats it as rewritten instead. Checked before reading, with
+    /// positional reads only.
+    pub(super) fn replaced_since_eof(&self, fingerprint_bytes: usize) -> bool {
+        if !self.at_eof || self.provisional {
+            return false;
+        }
+        let Reader::Plain(file) = &self.reader else {
+            return false;
+        };
+        if !file
+            .metadata()
+            .is_ok_and(|m| m.len() > self.framer.read_offset())
+        {
+            return false;
+        }
+        match crate::source::fingerprint::probe_plain(file, fingerprint_bytes) {
+            Ok(crate::source::fingerprint::Probe::Ready { fingerprint, .. }) => {
+                fingerprint != self.fingerprint
+            }
+            Ok(crate::source::fingerprint::Probe::TooShort { .. }) => true,
+            Err(_) => false,
+        }
+    }
+
     /// At its end, with nothing buffered and no multiline event held back.
     pub(super) fn idle(&self) -> bool {
         self.at_eof
