@@ -351,7 +351,7 @@ impl Tailer {
                     let path = self.files[i].path.display().to_string();
                     if self.warn_once(format!("read:{path}")) {
                         self.metrics.errors.inc();
-                        tracing::warn!(source = %self.ctx.name, path, error = %e, "read failed; releasing the file");
+                        tracing::warn!(source = %self.ctx.name, path, error = %e, "read failed; the file is read again while its path still leads to it (this is logged once)");
                     }
                 }
             }
