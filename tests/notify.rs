@@ -281,3 +281,135 @@ async fn wecom_errcode_is_retried() {
     assert_eq!(counted(&reg, "wecom", "retry"), 1.0);
     assert_eq!(counted(&reg, "wecom", "success"), 1.0);
 }
+
+/// The installed Alertmanager (scripts/test.sh installs Debian's package).
+fn need_alertmanager() -> String {
+    let p = "/usr/bin/prometheus-alertmanager";
+    assert!(
+        std::path::Path::new(p).exists(),
+        "`prometheus-alertmanager` is not installed: run scripts/test.sh, which installs the Debian packages the tests need"
+    );
+    p.to_string()
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The alerts a real Alertmanager holds whose `alertname` is `name`.
+async fn am_alerts(addr: &str, name: &str) -> Option<Vec<serde_json::Value>> {
+    let r = reqwest::get(format!("http://{addr}/api/v2/alerts"))
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.ok()?).ok()?;
+    Some(
+        v.as_array()?
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .cloned()
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn real_alertmanager_receives_and_resolves() {
+    let bin = need_alertmanager();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &cfg,
+        "route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _am = Child(
+        std::process::Command::new(bin)
+            .args([
+                &format!("--config.file={}", cfg.display()),
+                &format!("--storage.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address={addr}"),
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ready = Instant::now();
+    while am_alerts(&addr, "x").await.is_none() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(30),
+            "Alertmanager did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let reg = Registry::default();
+    let to = target(
+        Kind::Alertmanager,
+        format!("http://{addr}/api/v2/alerts"),
+        None,
+        &reg,
+    );
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut n = notification();
+    let a = &mut n.alerts[0].alert;
+    a.fired_at = Some(now - 60_000);
+    a.valid_until = Some(now + 4 * 60_000);
+    send(&to, &notify::alertmanager_body(&n.alerts, now, 60_000))
+        .await
+        .unwrap();
+    let got = loop {
+        let got = am_alerts(&addr, "HighErrorRate").await.unwrap_or_default();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(ready.elapsed() < Duration::from_secs(30), "alert not found");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["labels"]["severity"], "critical");
+    assert_eq!(got[0]["annotations"]["summary"], "错误率过高");
+    assert_eq!(got[0]["status"]["state"], "active");
+    assert!(
+        got[0]["generatorURL"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://weir:9300/graph?g0.expr=")
+    );
+
+    // The resolution: `endsAt` in the past; Alertmanager stops listing it.
+    n.alerts[0].alert.resolved_at = Some(jiff::Timestamp::now().as_millisecond() - 1);
+    let now = jiff::Timestamp::now().as_millisecond();
+    send(&to, &notify::alertmanager_body(&n.alerts, now, 60_000))
+        .await
+        .unwrap();
+    let resolved = Instant::now();
+    while !am_alerts(&addr, "HighErrorRate")
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            resolved.elapsed() < Duration::from_secs(30),
+            "alert not resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted(&reg, "alertmanager", "success"), 2.0);
+}

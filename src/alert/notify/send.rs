@@ -62,8 +62,9 @@ impl fmt::Debug for Secret {
 /// later than that it is stale (the next evaluation re-sends anyway).
 pub const DEFAULT_MAX_RETRY: Duration = Duration::from_secs(10 * 60);
 
-/// One notifier's destination and counters.
-#[derive(Debug, Clone)]
+/// One notifier's destination and counters. Its `Debug` shows only the
+/// kind and the redacted URL (a [`Target`]'s own holds the token).
+#[derive(Clone)]
 pub struct NotifyTarget {
     pub kind: Kind,
     pub target: Target,
@@ -105,6 +106,16 @@ impl NotifyTarget {
             retried: fam.get("retry").clone(),
             failure: fam.get("failure").clone(),
         }
+    }
+}
+
+impl fmt::Debug for NotifyTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyTarget")
+            .field("kind", &self.kind)
+            .field("url", &self.target.shown_url())
+            .field("signed", &self.dingtalk_secret.is_some())
+            .finish_non_exhaustive()
     }
 }
 

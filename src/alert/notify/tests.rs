@@ -217,3 +217,28 @@ fn wecom_payloads_within_limits() {
     assert_eq!(c, format!("{}…", "错".repeat(1364)));
     assert_eq!(truncate_bytes("短", 10), "短");
 }
+
+#[test]
+fn debug_hides_secrets() {
+    let t = crate::http::Target::new(
+        "DingTalk",
+        "https://oapi.dingtalk.com/robot/send?access_token=TOKEN123".into(),
+        std::time::Duration::from_secs(1),
+        None,
+        crate::http::Auth::default(),
+    )
+    .unwrap();
+    let n = send::NotifyTarget::new(
+        send::Kind::DingTalk,
+        t,
+        crate::http::RetryConfig::default(),
+        Some(send::Secret("SECsecret".into())),
+        &crate::telemetry::Registry::default(),
+    );
+    let shown = format!("{n:?}");
+    assert!(
+        !shown.contains("TOKEN123") && !shown.contains("SECsecret"),
+        "{shown}"
+    );
+    assert!(shown.contains("access_token=***"), "{shown}");
+}
