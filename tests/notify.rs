@@ -226,7 +226,7 @@ async fn dingtalk_signature_verified_by_receiver() {
     let body = notify::dingtalk_body(
         MsgType::Markdown,
         &notify::default_title(&n),
-        &notify::default_text(&n),
+        &notify::default_markdown(&n),
     );
     let to = target(Kind::DingTalk, url.clone(), Some("SECright"), &reg);
     send(&to, &body).await.unwrap();

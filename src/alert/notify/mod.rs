@@ -8,10 +8,10 @@
 //! - [`alertmanager_body`]: Alertmanager API v2 `POST /api/v2/alerts`, the
 //!   array Prometheus 2.42 sends.
 //! - [`webhook_body`]: Alertmanager's webhook JSON (`version` 4).
-//! - [`slack_body`], [`dingtalk_body`] (and [`dingtalk_sign`] for a robot
+//! - [`slack_body`] / [`slack_blocks_body`], [`dingtalk_body`] (and [`dingtalk_sign`] for a robot
 //!   with a secret), [`wecom_body`] (within WeCom's byte limits).
-//! - [`default_text`]: the default message: summary, description, labels,
-//!   value and since when.
+//! - [`default_text`] (and [`default_markdown`]): the default message:
+//!   summary, description, labels, value and since when.
 //!
 //! Delivery (retries, `Retry-After`, the 200-with-`errcode` failures, the
 //! `weir_notifications_total` counter) is in [`send`].
@@ -321,6 +321,48 @@ pub fn default_text(n: &Notification) -> String {
     out
 }
 
+/// The default message as markdown for DingTalk and WeCom: the title as a
+/// heading, each alert as a bold line and a list (the same content as
+/// [`default_text`]). Values are not escaped: both services render what
+/// markdown they know and show the rest as written.
+pub fn default_markdown(n: &Notification) -> String {
+    let mut out = format!("#### {}", default_title(n));
+    for na in &n.alerts {
+        let a = &na.alert;
+        let state = if na.is_resolved() {
+            "RESOLVED"
+        } else {
+            "FIRING"
+        };
+        out.push_str(&format!(
+            "\n\n**[{state}] {}**\n",
+            a.labels.get("alertname")
+        ));
+        let ann = annotation_map(a);
+        if let Some(s) = ann.get("summary").filter(|s| !s.is_empty()) {
+            out.push_str(&format!("\n- Summary: {s}"));
+        }
+        if let Some(d) = ann.get("description").filter(|s| !s.is_empty()) {
+            out.push_str(&format!("\n- Description: {d}"));
+        }
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        if !labels.is_empty() {
+            out.push_str(&format!("\n- Labels: {}", labels.join(" ")));
+        }
+        out.push_str(&format!("\n- Value: {}", show_value(a.value)));
+        out.push_str(&format!("\n- Since: {}", rfc3339(starts_at(a))));
+        if let Some(r) = a.resolved_at {
+            out.push_str(&format!("\n- Resolved: {}", rfc3339(r)));
+        }
+    }
+    out
+}
+
 /// `[FIRING:2] HighErrorRate` / `[RESOLVED] HighErrorRate`: the status,
 /// the number of firing alerts and the common `alertname`.
 pub fn default_title(n: &Notification) -> String {
@@ -354,6 +396,31 @@ pub fn slack_escape(text: &str) -> String {
 /// A Slack incoming-webhook body: `{"text": …}` (escaped).
 pub fn slack_body(text: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({ "text": slack_escape(text) })).expect("JSON of strings")
+}
+
+/// Slack's limit on a section block's text, in characters.
+pub const SLACK_SECTION_MAX: usize = 3000;
+
+/// A Slack incoming-webhook body with blocks: a header-like section with
+/// `title` and a section with `text` (escaped, cut to Slack's section
+/// limit), and `text` as the notification fallback.
+pub fn slack_blocks_body(title: &str, text: &str) -> Vec<u8> {
+    let section = |t: &str| {
+        let t = slack_escape(t);
+        let t = if t.chars().count() > SLACK_SECTION_MAX {
+            let mut cut: String = t.chars().take(SLACK_SECTION_MAX - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            t
+        };
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": t}})
+    };
+    let body = json!({
+        "text": slack_escape(title),
+        "blocks": [section(&format!("*{title}*")), section(text)],
+    });
+    serde_json::to_vec(&body).expect("JSON of strings")
 }
 
 /// A DingTalk robot body: `text` (`content`, nobody mentioned) or

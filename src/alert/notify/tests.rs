@@ -242,3 +242,32 @@ fn debug_hides_secrets() {
     );
     assert!(shown.contains("access_token=***"), "{shown}");
 }
+
+#[test]
+fn default_markdown_shows_everything() {
+    let n = notification(vec![high_error_rate()]);
+    assert_eq!(
+        default_markdown(&n),
+        "#### [FIRING:1] HighErrorRate\n\n**[FIRING] HighErrorRate**\n\n- Summary: 错误率过高\n\
+         - Description: 5xx 比例 25%\n- Labels: `job=api` `severity=critical`\n- Value: 0.25\n\
+         - Since: 2025-01-31T08:00:00Z"
+    );
+}
+
+#[test]
+fn slack_blocks_payload() {
+    assert_eq!(
+        parse(&slack_blocks_body("[FIRING:1] A<B", "告警 & more")),
+        json!({
+            "text": "[FIRING:1] A&lt;B",
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": "*[FIRING:1] A&lt;B*"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "告警 &amp; more"}},
+            ],
+        })
+    );
+    let v = parse(&slack_blocks_body("t", &"错".repeat(5000)));
+    let t = v["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert_eq!(t.chars().count(), SLACK_SECTION_MAX);
+    assert!(t.ends_with('…'));
+}
