@@ -413,3 +413,40 @@ async fn real_alertmanager_receives_and_resolves() {
     }
     assert_eq!(counted(&reg, "alertmanager", "success"), 2.0);
 }
+
+#[tokio::test]
+async fn several_alertmanagers_one_is_enough() {
+    let (good, good_seen) = receiver(|_, _| Response::empty(200));
+    let (bad, bad_seen) = receiver(|_, _| json_answer(400, "invalid"));
+    let reg = Registry::default();
+    let targets = [
+        target(
+            Kind::Alertmanager,
+            format!("http://{}/api/v2/alerts", bad.addr()),
+            None,
+            &reg,
+        ),
+        target(
+            Kind::Alertmanager,
+            format!("http://{}/api/v2/alerts", good.addr()),
+            None,
+            &reg,
+        ),
+    ];
+    let n = notification();
+    let body = notify::alertmanager_body(&n.alerts, 1_738_310_400_000, 60_000);
+    weir::alert::notify::send::send_all(&targets, &body)
+        .await
+        .unwrap();
+    assert_eq!(good_seen.lock().unwrap().len(), 1);
+    assert_eq!(bad_seen.lock().unwrap().len(), 1);
+    let v: serde_json::Value = serde_json::from_slice(&good_seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(v[0]["endsAt"], "2025-01-31T08:04:00.000Z");
+    assert_eq!(counted(&reg, "alertmanager", "success"), 1.0);
+    assert_eq!(counted(&reg, "alertmanager", "failure"), 1.0);
+
+    let e = weir::alert::notify::send::send_all(&targets[..1], &body)
+        .await
+        .unwrap_err();
+    assert!(e.contains("400"), "{e}");
+}

@@ -204,3 +204,28 @@ fn errcode(body: &str) -> Option<(i64, String)> {
 fn snippet(text: &str) -> String {
     super::truncate_bytes(text.trim(), 200)
 }
+
+/// Sends `body` to every target at once (several Alertmanagers): `Ok` when
+/// at least one took it, as Prometheus counts a send to its Alertmanagers;
+/// otherwise every target's error, one a line.
+pub async fn send_all(to: &[NotifyTarget], body: &[u8]) -> Result<(), String> {
+    let mut set = tokio::task::JoinSet::new();
+    for t in to {
+        let (t, body) = (t.clone(), body.to_vec());
+        set.spawn(async move { send(&t, &body).await });
+    }
+    let mut errors = Vec::new();
+    let mut ok = 0;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("notification task failed: {e}")),
+        }
+    }
+    if ok > 0 || to.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
+}
