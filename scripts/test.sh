@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, as "command:package": tests/metrics.rs
 # starts a real Prometheus and VictoriaMetrics on 127.0.0.1 and runs promtool.
-NEEDED=(prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics)
+NEEDED=(prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics prometheus-alertmanager:prometheus-alertmanager)
 missing=()
 for pair in "${NEEDED[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

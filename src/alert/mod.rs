@@ -10,12 +10,16 @@
 //!   `ALERTS` / `ALERTS_FOR_STATE` series.
 //! - [`template`]: alert label and annotation templates.
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
+//! - [`notify`]: notification payloads (Alertmanager, webhook, Slack,
+//!   DingTalk, WeCom) and their delivery; not yet wired into the shipper.
 //!
-//! Scheduling groups at their intervals and sending notifications come
-//! later; nothing in the running shipper uses this yet.
+//! Scheduling groups at their intervals and wiring the notifiers into the
+//! running shipper (routing, grouping) come later; nothing in the running
+//! shipper uses this yet.
 
 mod compat;
 pub mod group;
+pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod state;
