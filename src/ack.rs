@@ -89,10 +89,6 @@ impl Ack {
     pub fn delivered(mut self) {
         self.settled = true;
     }
-
-    pub fn token(&self) -> AckToken {
-        self.shared.token
-    }
 }
 
 impl Drop for Ack {

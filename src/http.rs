@@ -69,7 +69,7 @@ impl Target {
     ) -> Result<Target, String> {
         Ok(Target {
             client: client(timeout, tls)?,
-            shown_url: crate::redact::url(&url).into_owned(),
+            shown_url: crate::redact::redact_url(&url).into_owned(),
             url,
             server,
             timeout,
@@ -237,10 +237,10 @@ impl Backoff {
 
 /// A small xorshift generator for backoff jitter (not for anything secret).
 #[derive(Debug, Clone)]
-pub struct Jitter(u64);
+struct Jitter(u64);
 
 impl Jitter {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
@@ -249,18 +249,12 @@ impl Jitter {
     }
 
     /// A duration uniformly drawn from [0, max] ("full jitter").
-    pub fn up_to(&mut self, max: Duration) -> Duration {
+    fn up_to(&mut self, max: Duration) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
         max.mul_f64(unit)
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Jitter::new()
     }
 }
 

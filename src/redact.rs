@@ -147,11 +147,6 @@ fn is_secret_key(key: &str) -> bool {
         .any(|s| s.eq_ignore_ascii_case(key))
 }
 
-/// `url` as weir shows it (see [`redact_url`]).
-pub fn url(url: &str) -> Cow<'_, str> {
-    redact_url(url)
-}
-
 /// An HTTP client error with its causes, with any URL it quotes redacted.
 pub fn error(e: &reqwest::Error) -> String {
     let mut text = String::new();

@@ -78,11 +78,6 @@ pub struct Derived {
 }
 
 impl MetricsConfig {
-    /// Checks the configuration without registering anything.
-    pub fn check(&self) -> Result<(), Invalid> {
-        self.prepare().map(|_| ())
-    }
-
     /// Lints that do not stop a pipeline, as `promtool check metrics` would.
     pub fn warnings(&self) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
@@ -104,10 +99,6 @@ impl MetricsConfig {
             }
         }
         out
-    }
-
-    pub fn compile(&self, registry: &Registry, sink: &str) -> Result<Derived, Invalid> {
-        Ok(self.prepare()?.register(registry, sink))
     }
 
     /// Compiles the rules and the cost counters into their store, with no
