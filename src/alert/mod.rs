@@ -9,6 +9,8 @@
 //! - [`state`]: the alert state machine (pending, firing, resolved) and the
 //!   `ALERTS` / `ALERTS_FOR_STATE` series.
 //! - [`template`]: alert label and annotation templates.
+//! - [`status`]: what the running rules look like from outside (the
+//!   query API's view).
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
 //! - [`notify`]: notification payloads (Alertmanager, webhook, Slack,
 //!   DingTalk, WeCom) and their delivery; not yet wired into the shipper.
@@ -23,5 +25,6 @@ pub mod notify;
 pub mod promql;
 pub mod rules;
 pub mod state;
+pub mod status;
 pub mod template;
 pub mod unittest;
