@@ -195,6 +195,30 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         }
     }
 
+    let alerting = match &pipeline.alerting {
+        Some(a) => match crate::alert::live::Service::start(a, &registry, &pipeline.data_dir) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                eprintln!("error: cannot start alerting: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        },
+        None => None,
+    };
+    let on_reloaded = {
+        let alerting = alerting.clone();
+        move |p: &Pipeline| match (&alerting, &p.alerting) {
+            (Some(s), Some(a)) => s.reload(a),
+            (None, Some(_)) => tracing::warn!(
+                "reload: an `alerting:` section added to a running pipeline takes effect after a restart"
+            ),
+            (Some(_), None) => tracing::warn!(
+                "reload: the `alerting:` section was removed; rules keep running until a restart"
+            ),
+            (None, None) => {}
+        }
+    };
+
     tokio::spawn(watch_signals(shutdown.clone(), reload_tx.clone()));
     let path = args.pipeline.clone();
     let loader: topology::Loader = Box::new(move || load(path.as_deref()));
@@ -209,6 +233,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             ready.store(true, Ordering::SeqCst);
             tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
         },
+        on_reloaded,
     )
     .await;
     ready.store(false, Ordering::SeqCst);
@@ -240,6 +265,11 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             path.display()
         );
         code = ExitCode::from(EXIT_RUNTIME);
+    }
+    if let Some(s) = alerting
+        && let Ok(s) = Arc::try_unwrap(s)
+    {
+        s.stop().await;
     }
     api_stop.trigger();
     if let Some(t) = api_task {

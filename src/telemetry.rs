@@ -222,11 +222,18 @@ impl Registry {
 
     /// Appends the text exposition: the other stores' families, then weir's own.
     pub fn render(&self, out: &mut String) {
+        self.render_except(out, "");
+    }
+
+    /// [`Registry::render`] without the store added under `key` (the rules
+    /// read `/metrics` back without the `ALERTS` they wrote themselves).
+    pub fn render_except(&self, out: &mut String, key: &str) {
         let others: Vec<Arc<dyn Render>> = self
             .others
             .lock()
             .expect("registry lock")
             .iter()
+            .filter(|(k, _)| k != key)
             .map(|(_, r)| Arc::clone(r))
             .collect();
         for r in others {

@@ -12,6 +12,8 @@
 //! - [`status`]: what the running rules look like from outside (the
 //!   query API's view).
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
+//! - [`live`]: the rules evaluated on the wall clock inside `weir run`,
+//!   over the history of weir's own `/metrics`.
 //! - [`notify`]: notification payloads (Alertmanager, webhook, Slack,
 //!   DingTalk, WeCom) and their delivery; not yet wired into the shipper.
 //!
@@ -21,6 +23,7 @@
 
 mod compat;
 pub mod group;
+pub mod live;
 pub mod notify;
 pub mod promql;
 pub mod rules;

@@ -18,9 +18,9 @@
 //!
 //! `keep_firing_for` is in 2.42 (`rulefmt` and `alerting.go` of v2.42.0
 //! both have it) and follows its semantics. Alerts are treated as
-//! "restored" from the first evaluation, as `promtool test rules` does: the
-//! `for` state is not restored from an earlier `ALERTS_FOR_STATE` after a
-//! restart. Sending to an Alertmanager is not here either, only the choice
+//! "restored" from the first evaluation, as `promtool test rules` does;
+//! after a restart the live evaluator puts saved alerts back with
+//! [`AlertRuleState::restore`]. Sending to an Alertmanager is not here either, only the choice
 //! of what is due ([`AlertRuleState::take_due`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -174,6 +174,17 @@ impl AlertRuleState {
             .map(|a| a.state)
             .max()
             .unwrap_or(AlertState::Inactive)
+    }
+
+    /// Puts back alerts saved before a restart (see `alert::live`): a
+    /// pending alert keeps its `active_at`, so its `for` timer goes on
+    /// where it was; a firing one keeps firing (and is resolved at the
+    /// first evaluation that no longer returns it); `last_sent_at` keeps
+    /// it from being sent again before the resend delay.
+    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        for a in alerts {
+            self.active.insert(a.labels.clone(), a);
+        }
     }
 
     /// One evaluation at `ts` with the expression's result `result`;

@@ -30,7 +30,7 @@
 //! expression tests and inside rules alike, as promtool does. Rule load errors are
 //! worded as `weir validate` words them, not as promtool's `LoadGroups`.
 
-mod input;
+pub(crate) mod input;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,8 +41,8 @@ use super::group::{GroupEval, Layered, RuleResults};
 use super::promql::storage::{parse_series_labels, parse_values};
 use super::promql::{Engine, Labels, MemStorage, Series, Storage, Value, parse};
 use super::rules::{self, RuleKind, parse_duration};
-use super::state::{AlertData, AlertState, Expander};
-use super::template::{self, Template};
+use super::state::{AlertState, Expander};
+use super::template;
 use input::{Map, TestFile, TestGroup, clean_join, glob, os_error};
 use report::{AlertSet, Pairs, go_duration, model_duration, samples_string};
 
@@ -168,26 +168,6 @@ fn load_series(tg: &TestGroup, interval: i64) -> Result<MemStorage, String> {
     Ok(store)
 }
 
-/// Renders an alert template as Prometheus does (`__alert_NAME`).
-fn render(text: &str, data: &AlertData) -> Result<String, String> {
-    let name = format!("__alert_{}", data.alertname);
-    let t =
-        Template::parse(&name, text).map_err(|e| format!("error parsing template {name}: {e}"))?;
-    let td = template::AlertData {
-        labels: to_map(data.labels),
-        external_labels: to_map(data.external_labels),
-        external_url: data.external_url.to_string(),
-        value: data.value,
-    };
-    t.render(&td)
-}
-
-fn to_map(l: &Labels) -> BTreeMap<String, String> {
-    l.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn pairs(m: &Map) -> Pairs {
     m.iter()
         .flatten()
@@ -267,7 +247,7 @@ fn run_group(
     let external = Labels::from_pairs(pairs(&tg.external_labels));
     let url = tg.external_url.clone().unwrap_or_default();
     let exp = Expander {
-        render: &render,
+        render: &template::render_alert,
         external_labels: &external,
         external_url: &url,
     };

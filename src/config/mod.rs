@@ -145,6 +145,8 @@ pub struct Pipeline {
     pub sources: Vec<Component<Arc<dyn SourceSpec>>>,
     pub transforms: Vec<Component<Arc<dyn TransformSpec>>>,
     pub sinks: Vec<Component<Arc<dyn SinkSpec>>>,
+    /// The `alerting:` section, its rule files loaded.
+    pub alerting: Option<Arc<crate::alert::live::Alerting>>,
     /// Things that work but are probably not meant (a source nobody reads).
     pub warnings: Vec<ConfigError>,
 }
@@ -156,6 +158,7 @@ const TOP_KEYS: &[&str] = &[
     "sources",
     "transforms",
     "sinks",
+    "alerting",
 ];
 
 impl Pipeline {
@@ -349,6 +352,8 @@ impl Checker {
         let transforms = self.section(root, "transforms", component::TRANSFORMS, true);
         let sinks = self.section(root, "sinks", component::SINKS, true);
 
+        let alerting = root.get("alerting").and_then(|n| self.alerting(n));
+
         if self.named.is_empty() {
             self.push(
                 Some(Pos { line: 1, column: 1 }),
@@ -364,11 +369,28 @@ impl Checker {
             sources,
             transforms,
             sinks,
+            alerting,
             warnings: Vec::new(),
         };
         let mut warnings = std::mem::take(&mut self.lints);
         warnings.extend(self.check_graph(&p));
         Some(Pipeline { warnings, ..p })
+    }
+
+    /// Reads the `alerting:` section and loads its rule files.
+    fn alerting(&mut self, n: &Node) -> Option<Arc<crate::alert::live::Alerting>> {
+        let cfg = self.typed::<crate::alert::live::config::AlertingConfig>(n, Some("alerting"))?;
+        let base = Path::new(&self.origin).parent().map(Path::to_path_buf);
+        match crate::alert::live::Alerting::load(cfg, base.as_deref()) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(errors) => {
+                let pos = n.get("rule_files").map_or(n.pos, |r| r.pos);
+                for e in errors {
+                    self.push(Some(pos), Some("alerting"), e);
+                }
+                None
+            }
+        }
     }
 
     /// Reads one of `sources`, `transforms`, `sinks`.

@@ -173,6 +173,7 @@ pub async fn run(
     mut reloads: mpsc::Receiver<ReloadRequest>,
     load: Loader,
     on_started: impl FnOnce(),
+    on_reloaded: impl Fn(&Pipeline),
 ) -> Outcome {
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let mut t = Topology {
@@ -212,7 +213,7 @@ pub async fn run(
                 }
             }
             Some(req) = reloads.recv() => {
-                let answer = t.reload(&load, &metrics);
+                let answer = t.reload(&load, &metrics, &on_reloaded);
                 if let Some(reply) = req.reply {
                     let _ = reply.send(answer);
                 }
@@ -552,7 +553,12 @@ impl Topology {
     }
 
     /// Re-reads the pipeline and applies it; an invalid file changes nothing.
-    fn reload(&mut self, load: &Loader, m: &ReloadMetrics) -> Result<String, String> {
+    fn reload(
+        &mut self,
+        load: &Loader,
+        m: &ReloadMetrics,
+        on_reloaded: &dyn Fn(&Pipeline),
+    ) -> Result<String, String> {
         let p = match load() {
             Ok(p) => p,
             Err(errors) => {
@@ -572,6 +578,7 @@ impl Topology {
         }
         match self.apply(&p) {
             Ok(summary) => {
+                on_reloaded(&p);
                 m.ok.inc();
                 m.last_ok.set(1);
                 tracing::info!(changes = %summary, "pipeline reloaded");

@@ -174,6 +174,26 @@ impl Template {
     }
 }
 
+/// Renders an alert's label or annotation template as Prometheus does,
+/// naming it `__alert_NAME` (the [`crate::alert::state::Renderer`] of the
+/// evaluators).
+pub fn render_alert(text: &str, data: &crate::alert::state::AlertData) -> Result<String, String> {
+    let name = format!("__alert_{}", data.alertname);
+    let t =
+        Template::parse(&name, text).map_err(|e| format!("error parsing template {name}: {e}"))?;
+    let map = |l: &crate::alert::promql::Labels| -> BTreeMap<String, String> {
+        l.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    t.render(&AlertData {
+        labels: map(data.labels),
+        external_labels: map(data.external_labels),
+        external_url: data.external_url.to_string(),
+        value: data.value,
+    })
+}
+
 /// Checks that `text` parses as an alert template (for `weir validate`,
 /// like promtool's template check); the error names the template `__alert_`.
 pub fn check(text: &str) -> Result<(), String> {

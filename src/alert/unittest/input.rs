@@ -146,7 +146,7 @@ pub(super) fn clean_join(base: &str, rel: &str) -> String {
 /// Go's `filepath.Glob` for patterns with meta characters in the last
 /// path element only (a pattern with them in a directory matches
 /// nothing); matches sorted by name.
-pub(super) fn glob(pattern: &str) -> Vec<String> {
+pub(crate) fn glob(pattern: &str) -> Vec<String> {
     let meta = |s: &str| s.contains(['*', '?', '[', '\\']);
     if !meta(pattern) {
         return match std::fs::symlink_metadata(pattern) {

@@ -1,0 +1,232 @@
+//! The bounded history the live rules and the query API read: samples of
+//! weir's own `/metrics`, taken at each scrape, kept for `retention`.
+//!
+//! Each scrape is one time: every series in it gets a sample, and a series
+//! that was in the previous scrape but not in this one gets a stale marker
+//! (as Prometheus does for a series that disappears from a target), so
+//! instant selectors stop returning it at once instead of after the 5 m
+//! lookback. Series are grouped by metric name, as nearly every selector
+//! names one.
+//!
+//! The number of series is bounded (`max_series`): a scrape's new series
+//! beyond it are left out and counted, never evicting series already held.
+//! Deliberately not here: compression, disk persistence (the history is
+//! rebuilt from `/metrics` after a restart; counters restart as Prometheus
+//! sees a restarted target).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use promql_parser::label::{MatchOp, Matcher};
+
+use crate::alert::promql::value::{METRIC_NAME, stale_nan};
+use crate::alert::promql::{Labels, Series, Storage};
+
+type Samples = VecDeque<(i64, f64)>;
+
+/// Scraped samples by metric name, then by label set.
+#[derive(Debug, Default)]
+pub struct History {
+    by_name: BTreeMap<String, BTreeMap<Labels, Samples>>,
+    /// Series in the last scrape (to mark the vanished ones stale).
+    last: HashSet<Labels>,
+    retention_ms: i64,
+    max_series: usize,
+    series: usize,
+    /// Series left out because of `max_series`, counted once per scrape.
+    dropped: u64,
+}
+
+impl History {
+    pub fn new(retention_ms: i64, max_series: usize) -> History {
+        History {
+            retention_ms,
+            max_series,
+            ..History::default()
+        }
+    }
+
+    /// Adds one scrape taken at `t_ms`; returns how many series were left
+    /// out because the store is full.
+    pub fn ingest(&mut self, scrape: Vec<(Labels, f64)>, t_ms: i64) -> usize {
+        let mut now = HashSet::with_capacity(scrape.len());
+        let mut left_out = 0;
+        for (labels, v) in scrape {
+            let group = self
+                .by_name
+                .entry(labels.get(METRIC_NAME).to_string())
+                .or_default();
+            let samples = match group.get_mut(&labels) {
+                Some(s) => s,
+                None if self.series >= self.max_series => {
+                    left_out += 1;
+                    continue;
+                }
+                None => {
+                    self.series += 1;
+                    group.entry(labels.clone()).or_default()
+                }
+            };
+            push(samples, t_ms, v);
+            now.insert(labels);
+        }
+        for gone in self.last.difference(&now) {
+            if let Some(s) = self
+                .by_name
+                .get_mut(gone.get(METRIC_NAME))
+                .and_then(|g| g.get_mut(gone))
+            {
+                push(s, t_ms, stale_nan());
+            }
+        }
+        self.last = now;
+        self.dropped += left_out as u64;
+        self.trim(t_ms);
+        left_out
+    }
+
+    /// Drops samples older than `now_ms - retention`, and empty series.
+    pub fn trim(&mut self, now_ms: i64) {
+        let oldest = now_ms.saturating_sub(self.retention_ms);
+        let mut removed = 0;
+        self.by_name.retain(|_, group| {
+            group.retain(|_, s| {
+                while s.front().is_some_and(|(t, _)| *t < oldest) {
+                    s.pop_front();
+                }
+                let keep = !s.is_empty();
+                removed += usize::from(!keep);
+                keep
+            });
+            !group.is_empty()
+        });
+        self.series -= removed;
+    }
+
+    /// Number of series held.
+    pub fn len(&self) -> usize {
+        self.series
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series == 0
+    }
+
+    /// Number of samples held.
+    pub fn sample_count(&self) -> usize {
+        self.by_name
+            .values()
+            .flat_map(|g| g.values())
+            .map(VecDeque::len)
+            .sum()
+    }
+
+    /// The oldest sample's time (`None` when empty).
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.by_name
+            .values()
+            .flat_map(|g| g.values())
+            .filter_map(|s| s.front().map(|(t, _)| *t))
+            .min()
+    }
+
+    /// Series left out since start because of `max_series`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Appends in time order; a sample at the newest time replaces it, an
+/// older one is dropped.
+fn push(s: &mut Samples, t: i64, v: f64) {
+    match s.back_mut() {
+        Some(last) if last.0 == t => last.1 = v,
+        Some(last) if last.0 > t => {}
+        _ => s.push_back((t, v)),
+    }
+}
+
+impl Storage for History {
+    fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
+        let named = matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+            .map(|m| m.value.as_str());
+        let groups: Vec<&BTreeMap<Labels, Samples>> = match named {
+            Some(name) => self.by_name.get(name).into_iter().collect(),
+            None => self.by_name.values().collect(),
+        };
+        let several = groups.len() > 1;
+        let mut out = Vec::new();
+        for (labels, samples) in groups.into_iter().flatten() {
+            if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+                continue;
+            }
+            let lo = samples.partition_point(|(t, _)| *t < start_ms);
+            let hi = samples.partition_point(|(t, _)| *t <= end_ms);
+            if lo < hi {
+                out.push(Series {
+                    labels: labels.clone(),
+                    samples: samples.range(lo..hi).copied().collect(),
+                });
+            }
+        }
+        if several {
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::promql::value::is_stale_nan;
+
+    fn l(name: &str, a: &str) -> Labels {
+        Labels::from_pairs([(METRIC_NAME, name), ("a", a)])
+    }
+
+    fn all(h: &History, name: &str) -> Vec<Series> {
+        let m = Matcher::new(MatchOp::Equal, METRIC_NAME, name);
+        h.select(&[m], i64::MIN, i64::MAX)
+    }
+
+    #[test]
+    fn a_vanished_series_gets_one_stale_marker() {
+        let mut h = History::new(60_000, 100);
+        h.ingest(vec![(l("x", "1"), 1.0), (l("x", "2"), 2.0)], 1000);
+        h.ingest(vec![(l("x", "1"), 3.0)], 2000);
+        h.ingest(vec![(l("x", "1"), 4.0)], 3000);
+        let s = all(&h, "x");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].samples, vec![(1000, 1.0), (2000, 3.0), (3000, 4.0)]);
+        assert_eq!(s[1].samples.len(), 2);
+        assert!(is_stale_nan(s[1].samples[1].1));
+    }
+
+    #[test]
+    fn old_samples_and_empty_series_go() {
+        let mut h = History::new(10_000, 100);
+        h.ingest(vec![(l("x", "1"), 1.0), (l("y", "1"), 1.0)], 0);
+        h.ingest(vec![(l("x", "1"), 2.0)], 5_000);
+        h.ingest(vec![(l("x", "1"), 3.0)], 20_000);
+        assert_eq!(all(&h, "x")[0].samples, vec![(20_000, 3.0)]);
+        assert!(all(&h, "y").is_empty());
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.oldest_ms(), Some(20_000));
+    }
+
+    #[test]
+    fn full_store_keeps_what_it_has_and_counts_the_rest() {
+        let mut h = History::new(60_000, 2);
+        let left = h.ingest(
+            vec![(l("x", "1"), 1.0), (l("x", "2"), 1.0), (l("x", "3"), 1.0)],
+            0,
+        );
+        assert_eq!(left, 1);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.dropped(), 1);
+        h.ingest(vec![(l("x", "1"), 2.0), (l("x", "2"), 2.0)], 1000);
+        assert_eq!(all(&h, "x").len(), 2);
+    }
+}
