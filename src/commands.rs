@@ -54,8 +54,20 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
                     eprintln!("warning: {w}");
                 }
                 let (s, t, k) = (p.sources.len(), p.transforms.len(), p.sinks.len());
+                let rules = match &p.alerting {
+                    Some(a) => {
+                        let on = a.config.notify.iter().filter(|n| n.enabled()).count();
+                        format!(
+                            ", {} rule groups, {} rules, {on} of {} notifiers on",
+                            a.groups.len(),
+                            a.rule_count(),
+                            a.config.notify.len()
+                        )
+                    }
+                    None => String::new(),
+                };
                 println!(
-                    "{}: ok ({s} sources, {t} transforms, {k} sinks)",
+                    "{}: ok ({s} sources, {t} transforms, {k} sinks{rules})",
                     path.display()
                 );
             }
@@ -227,13 +239,15 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         &registry,
         &shutdown,
         args.once,
-        reload_rx,
-        loader,
+        topology::Reloading {
+            requests: reload_rx,
+            load: loader,
+            applied: Box::new(on_reloaded),
+        },
         || {
             ready.store(true, Ordering::SeqCst);
             tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
         },
-        on_reloaded,
     )
     .await;
     ready.store(false, Ordering::SeqCst);

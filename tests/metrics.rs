@@ -284,7 +284,9 @@ fn remote_write_reaches_victoria_metrics() {
 
     let fixture = read(&repo().join("fixtures/feynman-sample.log"));
     let mut text = read(&repo().join("pipelines/feynman.yaml"));
-    text.push_str(&format!("    remote_write:\n      url: http://{vm_addr}/api/v1/write\n      interval: 1h\n      labels: {{job: weir}}\n"));
+    // Into the metrics sink, which the alerting section follows.
+    let at = text.find("\n# Alert rules").unwrap_or(text.len());
+    text.insert_str(at, &format!("\n    remote_write:\n      url: http://{vm_addr}/api/v1/write\n      interval: 1h\n      labels: {{job: weir}}\n"));
     let p = pipeline(&s, "rw.yaml", &text);
     let out = run_with_input(s.weir(&["run", &p, "--once"]), fixture.as_bytes());
     assert_eq!(

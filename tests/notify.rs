@@ -3,7 +3,6 @@
 //! signature (verified by the receiver), and WeCom's 200-with-`errcode`
 //! failure retried; errors never quote the secrets.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir::alert::notify::send::{Kind, NotifyTarget, Secret, send};
@@ -13,55 +12,10 @@ use weir::alert::state::{Alert, AlertState};
 use weir::config::units::Dur;
 use weir::http::{Auth, RetryConfig, Target};
 use weir::telemetry::Registry;
-use weir_testkit::http_server::{self, Request, Response};
+use weir_testkit::http_server::{self, Response};
 
-type Seen = Arc<Mutex<Vec<Request>>>;
-
-/// A receiver that records every request and answers with `answer(n, req)`
-/// (`n` counts requests from 0).
-fn receiver(
-    answer: impl Fn(usize, &Request) -> Response + Send + Sync + 'static,
-) -> (http_server::Server, Seen) {
-    let seen: Seen = Arc::default();
-    let s = Arc::clone(&seen);
-    let handler = Arc::new(move |req: &Request| {
-        let mut s = s.lock().unwrap();
-        let n = s.len();
-        s.push(Request {
-            method: req.method.clone(),
-            target: req.target.clone(),
-            path: req.path.clone(),
-            query: req.query.clone(),
-            params: req.params.clone(),
-            version: req.version.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
-            too_large: req.too_large,
-        });
-        drop(s);
-        answer(n, req)
-    });
-    let server = http_server::Server::start(
-        http_server::Options {
-            name: "fake notifier",
-            max_body: 1 << 20,
-            deliver_too_large: false,
-            lowercase_framing: false,
-            malformed: |_| Response::empty(400),
-        },
-        handler,
-    );
-    (server, seen)
-}
-
-fn json_answer(status: u16, body: &str) -> Response {
-    Response {
-        status,
-        headers: vec![("Content-Type".into(), "application/json".into())],
-        body: body.as_bytes().to_vec(),
-        close: false,
-    }
-}
+mod common;
+use common::receivers::{Child, Seen, json_answer, need_alertmanager, receiver};
 
 fn target(kind: Kind, url: String, secret: Option<&str>, reg: &Registry) -> NotifyTarget {
     let t = Target::new(
@@ -280,26 +234,6 @@ async fn wecom_errcode_is_retried() {
     assert!(content.starts_with("错误率过高") && content.ends_with('…'));
     assert_eq!(counted(&reg, "wecom", "retry"), 1.0);
     assert_eq!(counted(&reg, "wecom", "success"), 1.0);
-}
-
-/// The installed Alertmanager (scripts/test.sh installs Debian's package).
-fn need_alertmanager() -> String {
-    let p = "/usr/bin/prometheus-alertmanager";
-    assert!(
-        std::path::Path::new(p).exists(),
-        "`prometheus-alertmanager` is not installed: run scripts/test.sh, which installs the Debian packages the tests need"
-    );
-    p.to_string()
-}
-
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The alerts a real Alertmanager holds whose `alertname` is `name`.

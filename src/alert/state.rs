@@ -150,6 +150,9 @@ pub struct AlertRuleDef<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct AlertRuleState {
     active: BTreeMap<Labels, Alert>,
+    /// Saved alerts waiting to be returned again (see [`AlertRuleState::restore`]).
+    restored: BTreeMap<Labels, Alert>,
+    restore_until: i64,
 }
 
 impl AlertRuleState {
@@ -160,6 +163,12 @@ impl AlertRuleState {
     /// Every alert held: pending, firing and recently resolved.
     pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
         self.active.values()
+    }
+
+    /// What a restart must keep: every alert held, and saved ones still
+    /// waiting to be returned again.
+    pub fn to_save(&self) -> impl Iterator<Item = &Alert> {
+        self.active.values().chain(self.restored.values())
     }
 
     /// Pending and firing alerts (not resolved ones).
@@ -176,15 +185,24 @@ impl AlertRuleState {
             .unwrap_or(AlertState::Inactive)
     }
 
-    /// Puts back alerts saved before a restart (see `alert::live`): a
-    /// pending alert keeps its `active_at`, so its `for` timer goes on
-    /// where it was; a firing one keeps firing (and is resolved at the
-    /// first evaluation that no longer returns it); `last_sent_at` keeps
-    /// it from being sent again before the resend delay.
-    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+    /// Puts back alerts saved before a restart (see `alert::live`). A
+    /// resolved one is held again at once (its resolution may still need
+    /// sending). A pending or firing one waits until the expression returns
+    /// its label set again — right after a restart the history may be too
+    /// short for `rate()` — and then goes on as it was: a pending alert
+    /// keeps its `active_at`, so its `for` timer is not restarted; a firing
+    /// one keeps firing and keeps `last_sent_at`, so it is not sent again
+    /// before the resend delay. One the expression has not returned by
+    /// `until_ms` is dropped, or, if it was firing, resolved then.
+    pub fn restore(&mut self, alerts: impl IntoIterator<Item = Alert>, until_ms: i64) {
         for a in alerts {
-            self.active.insert(a.labels.clone(), a);
+            if a.state == AlertState::Inactive {
+                self.active.insert(a.labels.clone(), a);
+            } else {
+                self.restored.insert(a.labels.clone(), a);
+            }
         }
+        self.restore_until = until_ms;
     }
 
     /// One evaluation at `ts` with the expression's result `result`;
@@ -236,6 +254,16 @@ impl AlertRuleState {
             fresh.insert(labels, alert);
         }
         let returned: BTreeSet<Labels> = fresh.keys().cloned().collect();
+        if !self.restored.is_empty() && ts > self.restore_until {
+            // Never returned since the restart: resolve the firing ones.
+            for (labels, mut a) in std::mem::take(&mut self.restored) {
+                if a.state == AlertState::Firing && !returned.contains(&labels) {
+                    a.state = AlertState::Inactive;
+                    a.resolved_at = Some(ts);
+                    self.active.entry(labels).or_insert(a);
+                }
+            }
+        }
         for (labels, alert) in fresh {
             match self.active.get_mut(&labels) {
                 Some(a) if a.state != AlertState::Inactive => {
@@ -243,6 +271,16 @@ impl AlertRuleState {
                     a.annotations = alert.annotations;
                 }
                 _ => {
+                    let alert = match self.restored.remove(&labels) {
+                        Some(saved) => Alert {
+                            value: alert.value,
+                            annotations: alert.annotations,
+                            resolved_at: None,
+                            keep_firing_since: None,
+                            ..saved
+                        },
+                        None => alert,
+                    };
                     self.active.insert(labels, alert);
                 }
             }

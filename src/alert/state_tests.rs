@@ -296,3 +296,51 @@ fn due_for_sending_never_pending_resent_after_delay_and_on_resolve() {
         "resolved is sent at once"
     );
 }
+
+#[test]
+fn restored_alerts_wait_for_their_series_then_go_on_where_they_were() {
+    let rule = Rule::new(5 * M);
+    let hit = [sample(&[("job", "a")], 1.0)];
+    // Before the restart: pending since 0.
+    let mut before = AlertRuleState::new();
+    before.eval(&rule.def(), 0, &hit, 0, &exp()).unwrap();
+    let saved: Vec<Alert> = before.to_save().cloned().collect();
+
+    let mut st = AlertRuleState::new();
+    st.restore(saved, 10 * M);
+    // Right after the restart the expression returns nothing (rate() has
+    // one sample): the saved alert waits instead of being deleted.
+    st.eval(&rule.def(), 3 * M, &[], 0, &exp()).unwrap();
+    assert_eq!(st.to_save().count(), 1);
+    assert!(st.alerts().next().is_none());
+    // Returned again: still active since 0, so it fires at 5 m, not 9 m.
+    st.eval(&rule.def(), 4 * M, &hit, 0, &exp()).unwrap();
+    assert_eq!(st.alerts().next().unwrap().active_at, 0);
+    st.eval(&rule.def(), 5 * M, &hit, 0, &exp()).unwrap();
+    assert_eq!(states(&st), vec![AlertState::Firing]);
+}
+
+#[test]
+fn a_restored_firing_alert_never_returned_is_resolved_after_the_grace() {
+    let rule = Rule::new(0);
+    let hit = [sample(&[("job", "a")], 1.0)];
+    let mut before = AlertRuleState::new();
+    before.eval(&rule.def(), 0, &hit, 0, &exp()).unwrap();
+    assert_eq!(states(&before), vec![AlertState::Firing]);
+    let saved: Vec<Alert> = before.to_save().cloned().collect();
+
+    let mut st = AlertRuleState::new();
+    st.restore(saved, 2 * M);
+    st.eval(&rule.def(), M, &[], 0, &exp()).unwrap();
+    assert!(st.alerts().next().is_none(), "waiting within the grace");
+    st.eval(&rule.def(), 3 * M, &[], 0, &exp()).unwrap();
+    let a = st
+        .alerts()
+        .next()
+        .expect("resolved, so the resolution is sent");
+    assert_eq!(
+        (a.state, a.resolved_at),
+        (AlertState::Inactive, Some(3 * M))
+    );
+    assert!(a.needs_sending(3 * M, M));
+}

@@ -94,6 +94,15 @@ pub struct ReloadRequest {
 /// Reads the pipeline again, for reloads.
 pub type Loader = Box<dyn Fn() -> Result<Pipeline, ConfigErrors> + Send>;
 
+/// How a running topology reloads: the requests, how it reads the
+/// pipeline again, and what else is told once a new one is applied (the
+/// alert rules, which live outside the topology).
+pub struct Reloading {
+    pub requests: mpsc::Receiver<ReloadRequest>,
+    pub load: Loader,
+    pub applied: Box<dyn Fn(&Pipeline) + Send>,
+}
+
 /// What the loop hears from a source thread when it ends.
 struct SourceEnded {
     name: String,
@@ -170,11 +179,14 @@ pub async fn run(
     registry: &Registry,
     shutdown: &Shutdown,
     once: bool,
-    mut reloads: mpsc::Receiver<ReloadRequest>,
-    load: Loader,
+    reloading: Reloading,
     on_started: impl FnOnce(),
-    on_reloaded: impl Fn(&Pipeline),
 ) -> Outcome {
+    let Reloading {
+        requests: mut reloads,
+        load,
+        applied: on_reloaded,
+    } = reloading;
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
     let mut t = Topology {
         cx: Context {
@@ -213,7 +225,7 @@ pub async fn run(
                 }
             }
             Some(req) = reloads.recv() => {
-                let answer = t.reload(&load, &metrics, &on_reloaded);
+                let answer = t.reload(&load, &metrics, &*on_reloaded);
                 if let Some(reply) = req.reply {
                     let _ = reply.send(answer);
                 }

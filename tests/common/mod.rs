@@ -2,6 +2,8 @@
 //! scratch directory, talking HTTP to its API, reading what its sinks wrote.
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -59,8 +59,17 @@ pub struct AlertingConfig {
     /// Alertmanager (Prometheus' `--rules.alert.resend-delay`).
     #[serde(default = "default_resend_delay")]
     pub resend_delay: Dur,
+    /// After a restart, how long a saved pending or firing alert waits for
+    /// its expression to return it again (the rebuilt history may be too
+    /// short for `rate()` at first) before it is dropped or resolved.
+    #[serde(default = "default_restore_grace")]
+    pub restore_grace_period: Dur,
     #[serde(default)]
     pub notify: Vec<NotifierConfig>,
+}
+
+fn default_restore_grace() -> Dur {
+    Dur(Duration::from_secs(300))
 }
 
 fn default_interval() -> Dur {
@@ -83,6 +92,20 @@ pub struct LoadedGroup {
     pub group: RuleGroup,
 }
 
+/// The rule files shipped in `pipelines/rules/`, built in so that the
+/// embedded default pipeline works from any directory: a glob naming one
+/// of them exactly that matches no file loads the built-in copy.
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "pipelines/rules/alerting_rules.yml",
+        include_str!("../../../pipelines/rules/alerting_rules.yml"),
+    ),
+    (
+        "pipelines/rules/app-alerting-rules.yml",
+        include_str!("../../../pipelines/rules/app-alerting-rules.yml"),
+    ),
+];
+
 /// The rule file entries, split at commas, trimmed, empty ones dropped.
 pub fn rule_globs(cfg: &AlertingConfig) -> Vec<String> {
     cfg.rule_files
@@ -101,6 +124,7 @@ pub fn rule_globs(cfg: &AlertingConfig) -> Vec<String> {
 pub fn load_rules(globs: &[String], base: Option<&Path>) -> Result<Vec<LoadedGroup>, Vec<String>> {
     let mut files: Vec<String> = Vec::new();
     let mut errors = Vec::new();
+    let mut groups = Vec::new();
     for g in globs {
         let mut matched = crate::alert::unittest::input::glob(g);
         if matched.is_empty()
@@ -108,6 +132,19 @@ pub fn load_rules(globs: &[String], base: Option<&Path>) -> Result<Vec<LoadedGro
             && let Some(b) = base.filter(|b| !b.as_os_str().is_empty())
         {
             matched = crate::alert::unittest::input::glob(&b.join(g).to_string_lossy());
+        }
+        if matched.is_empty()
+            && let Some((_, text)) = BUILT_IN.iter().find(|(p, _)| p == g)
+        {
+            tracing::info!(rule_file = %g, "no such file here; using weir's built-in copy of it");
+            match rules::from_text(text, &format!("{g} (built in)")) {
+                Ok(rf) => groups.extend(rf.groups.into_iter().map(|group| LoadedGroup {
+                    file: g.clone(),
+                    group,
+                })),
+                Err(es) => errors.extend(es.into_iter().map(|e| e.to_string())),
+            }
+            continue;
         }
         if matched.is_empty() {
             errors.push(format!(
@@ -120,7 +157,6 @@ pub fn load_rules(globs: &[String], base: Option<&Path>) -> Result<Vec<LoadedGro
             }
         }
     }
-    let mut groups = Vec::new();
     for f in &files {
         match rules::load(Path::new(f)) {
             Ok(rf) => groups.extend(rf.groups.into_iter().map(|group| LoadedGroup {

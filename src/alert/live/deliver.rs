@@ -122,7 +122,9 @@ pub async fn run(
 
 async fn send_to_alertmanagers(
     notifiers: watch::Receiver<Arc<Notifiers>>,
-    queue: Arc<AmQueue>, stop: Shutdown) {
+    queue: Arc<AmQueue>,
+    stop: Shutdown,
+) {
     loop {
         let next = queue.batches.lock().await.pop_front();
         let Some(batch) = next else {

@@ -74,9 +74,11 @@ impl Alerting {
                 config.external_url
             ));
         }
-        for (k, _) in &config.external_labels {
+        for k in config.external_labels.keys() {
             if !super::rules::is_label_name(k) {
-                errors.push(format!("`external_labels`: `{k}` is not a valid label name"));
+                errors.push(format!(
+                    "`external_labels`: `{k}` is not a valid label name"
+                ));
             }
         }
         for (i, n) in config.notify.iter().enumerate() {
@@ -191,10 +193,7 @@ impl Live {
                 &[],
             ),
         });
-        registry.set_render(
-            ALERTS_KEY,
-            Arc::new(AlertsRender(Arc::downgrade(&live))),
-        );
+        registry.set_render(ALERTS_KEY, Arc::new(AlertsRender(Arc::downgrade(&live))));
         live
     }
 
@@ -208,7 +207,7 @@ impl Live {
                 if let Some(a) = g.eval.alerts(i) {
                     saved.insert(
                         rule_key(&g.file, &g.eval.group().name, rule),
-                        a.alerts().cloned().collect(),
+                        a.to_save().cloned().collect(),
                     );
                 }
             }
@@ -293,9 +292,10 @@ impl Live {
                 if let RuleKind::Alerting(_) = rule.kind {
                     g.alert_samples.extend(o.samples);
                     let url = generator_url(&st.external_url, &rule.expr_text);
-                    let due = g.eval.alerts_mut(idx).map(|a| {
-                        a.take_due(ts, st.resend_delay_ms, g.interval_ms)
-                    });
+                    let due = g
+                        .eval
+                        .alerts_mut(idx)
+                        .map(|a| a.take_due(ts, st.resend_delay_ms, g.interval_ms));
                     for mut alert in due.unwrap_or_default() {
                         for (k, v) in st.external_labels.iter() {
                             if alert.labels.get(k).is_empty() {
@@ -341,7 +341,7 @@ impl Live {
             for g in &st.groups {
                 for (i, rule) in g.eval.group().rules.iter().enumerate() {
                     if let Some(a) = g.eval.alerts(i) {
-                        let alerts: Vec<super::state::Alert> = a.alerts().cloned().collect();
+                        let alerts: Vec<super::state::Alert> = a.to_save().cloned().collect();
                         rules.push((rule_key(&g.file, &g.eval.group().name, rule), alerts));
                     }
                 }
@@ -390,6 +390,7 @@ impl State {
             .map_or(eval_ms, |d| d.0.as_millis() as i64)
             .max(1);
         let mut restored = 0;
+        let restore_grace = cfg.restore_grace_period.0.as_millis() as i64;
         let groups = alerting
             .groups
             .iter()
@@ -400,7 +401,7 @@ impl State {
                     let key = rule_key(&lg.file, &lg.group.name, rule);
                     if let (Some(alerts), Some(st)) = (saved.remove(&key), eval.alerts_mut(i)) {
                         restored += alerts.len();
-                        st.restore(alerts);
+                        st.restore(alerts, now + restore_grace);
                     }
                 }
                 let labels = [("group", lg.group.name.as_str())];
@@ -529,10 +530,9 @@ impl RulesView for Live {
                                         for_ms: spec.for_ms,
                                         keep_firing_for_ms: spec.keep_firing_for_ms,
                                         annotations: spec.annotations.clone(),
-                                        state: a.map_or(
-                                            super::state::AlertState::Inactive,
-                                            |a| a.state(),
-                                        ),
+                                        state: a.map_or(super::state::AlertState::Inactive, |a| {
+                                            a.state()
+                                        }),
                                         alerts: a
                                             .map(|a| a.active_alerts().cloned().collect())
                                             .unwrap_or_default(),
@@ -609,7 +609,11 @@ pub struct Service {
 
 impl Service {
     /// Starts evaluating `alerting`'s rules and delivering their alerts.
-    pub fn start(alerting: &Alerting, registry: &Registry, data_dir: &Path) -> Result<Service, String> {
+    pub fn start(
+        alerting: &Alerting,
+        registry: &Registry,
+        data_dir: &Path,
+    ) -> Result<Service, String> {
         let resend = alerting.config.resend_delay.0.as_millis() as i64;
         let built = deliver::Notifiers::build(&alerting.config.notify, resend, registry)?;
         let live = Live::start(alerting, registry, data_dir);

@@ -109,7 +109,14 @@ impl Recipients {
 }
 
 /// The kinds, as written in `type:`.
-pub const KINDS: &[&str] = &["alertmanager", "webhook", "slack", "dingtalk", "wecom", "email"];
+pub const KINDS: &[&str] = &[
+    "alertmanager",
+    "webhook",
+    "slack",
+    "dingtalk",
+    "wecom",
+    "email",
+];
 
 impl NotifierConfig {
     pub fn kind_word(&self) -> &str {
@@ -129,8 +136,7 @@ impl NotifierConfig {
                     && self.to.as_ref().is_some_and(|t| !t.list().is_empty())
             }
             _ => {
-                self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
-                    || self.url_file.is_some()
+                self.url.as_deref().is_some_and(|u| !u.trim().is_empty()) || self.url_file.is_some()
             }
         }
     }
@@ -199,7 +205,11 @@ impl NotifierConfig {
             || self.to.is_some()
             || self.hello_name.is_some()
             || self.ca_file.is_some();
-        only(smtp, "host/port/smtp_tls/username/password/from/to", &["email"])?;
+        only(
+            smtp,
+            "host/port/smtp_tls/username/password/from/to",
+            &["email"],
+        )?;
         if let Some(m) = &self.message
             && m != "text"
             && m != "markdown"
@@ -269,7 +279,10 @@ impl NotifierConfig {
 
     /// The HTTP targets: every URL (for an Alertmanager, with
     /// `/api/v2/alerts` added to a base URL).
-    pub(super) fn http_targets(&self, server: &'static str) -> Result<Vec<crate::http::Target>, String> {
+    pub(super) fn http_targets(
+        &self,
+        server: &'static str,
+    ) -> Result<Vec<crate::http::Target>, String> {
         let mut urls: Vec<String> = Vec::new();
         if let Some(u) = value_or_file(&self.url, &self.url_file, "URL")? {
             urls.push(u);
@@ -278,7 +291,8 @@ impl NotifierConfig {
         urls.iter()
             .map(|u| {
                 let mut u = u.trim().to_string();
-                if self.kind == "alertmanager" && !u.trim_end_matches('/').ends_with("/api/v2/alerts")
+                if self.kind == "alertmanager"
+                    && !u.trim_end_matches('/').ends_with("/api/v2/alerts")
                 {
                     u = format!("{}/api/v2/alerts", u.trim_end_matches('/'));
                 }

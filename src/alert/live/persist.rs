@@ -68,11 +68,7 @@ struct SavedAlert {
 impl SavedAlert {
     fn from(a: &Alert) -> SavedAlert {
         SavedAlert {
-            labels: a
-                .labels
-                .iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            labels: a.labels.iter().map(|(k, v)| (k.into(), v.into())).collect(),
             state: a.state.to_string(),
             annotations: a.annotations.clone(),
             value: (!a.value.is_nan()).then_some(a.value),
@@ -164,7 +160,10 @@ pub fn load(path: &Path) -> BTreeMap<RuleKey, Vec<Alert>> {
             })
             .collect(),
         Ok(d) => {
-            set_aside(path, &format!("it has version {}, not {VERSION}", d.version));
+            set_aside(
+                path,
+                &format!("it has version {}, not {VERSION}", d.version),
+            );
             BTreeMap::new()
         }
         Err(e) => {

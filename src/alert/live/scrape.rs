@@ -29,9 +29,7 @@ pub fn parse(text: &str) -> (Vec<(Labels, f64)>, usize) {
 }
 
 fn parse_line(line: &str) -> Option<(Labels, f64)> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
     let name = &line[..name_end];
     if name.is_empty() {
         return None;
