@@ -1,6 +1,8 @@
 //! The HTTP API: `GET /metrics` (Prometheus text format), `GET /health`
-//! (the process is up) and `GET /ready` (the pipeline is running and not
-//! stopping). Nothing here changes the pipeline.
+//! (the process is up), `GET /ready` (the pipeline is running and not
+//! stopping), `POST /-/reload`, and Prometheus' query API under `/api/v1/`
+//! ([`crate::alert::query_api`]) when there are rules to read. Nothing
+//! here but the reload changes the pipeline.
 //!
 //! The API must never starve the pipeline of file descriptors, whatever
 //! clients do: at most [`Limits::max_connections`] connections are open at
@@ -35,6 +37,9 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// Where `POST /-/reload` asks the running pipeline to reload.
     pub reloads: Option<tokio::sync::mpsc::Sender<crate::topology::ReloadRequest>>,
+    /// The running rules the query API (`/api/v1/*`) reads; without them
+    /// those endpoints answer an `unavailable` error.
+    pub rules: Option<Arc<dyn crate::alert::status::RulesView>>,
 }
 
 /// `POST /-/reload` (or PUT, as Prometheus takes both): re-reads the
@@ -86,13 +91,21 @@ async fn ready(State(s): State<ApiState>) -> impl IntoResponse {
     }
 }
 
+/// Answer of `/api/v1/*` when no rules are running.
+const NO_RULES: &str = "no alerting section is configured: weir serves the Prometheus query API (/api/v1/) only for its alert rules and the series they read";
+
 pub fn router(state: ApiState) -> Router {
+    let query_api = match &state.rules {
+        Some(view) => crate::alert::query_api::router(view.clone()),
+        None => crate::alert::query_api::unavailable_router(NO_RULES),
+    };
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .with_state(state)
+        .merge(query_api)
 }
 
 /// How much of weir one API client may hold.

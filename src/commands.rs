@@ -190,6 +190,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     registry: registry.clone(),
                     ready: ready.clone(),
                     reloads: Some(reload_tx.clone()),
+                    rules: None,
                 };
                 api_task = Some(tokio::spawn(api::serve(
                     listener,

@@ -11,6 +11,9 @@
 //! - [`template`]: alert label and annotation templates.
 //! - [`status`]: what the running rules look like from outside (the
 //!   query API's view).
+//! - [`query_api`]: Prometheus' HTTP query API (`/api/v1/query`,
+//!   `query_range`, `series`, `labels`, `alerts`, `rules`, …) over that
+//!   view, for Grafana and promtool.
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
 //! - [`live`]: the rules evaluated on the wall clock inside `weir run`,
 //!   over the history of weir's own `/metrics`.
@@ -26,6 +29,7 @@ pub mod group;
 pub mod live;
 pub mod notify;
 pub mod promql;
+pub mod query_api;
 pub mod rules;
 pub mod state;
 pub mod status;

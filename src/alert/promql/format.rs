@@ -3,9 +3,11 @@
 //! Prometheus and promtool print sample values with Go's
 //! `strconv.FormatFloat(v, 'g', -1, 64)` (also what `%v` does), label
 //! values in `count_values` with `'f', -1`, promtool's test failures with
-//! `'E', -1`, and quote label values with `strconv.Quote`. Rust's `{}`
-//! differs (`1000000` vs `1e+06`, `inf` vs `+Inf`), hence these helpers.
-//! Only the shortest-round-trip forms (precision -1) are provided.
+//! `'E', -1`, the HTTP API's alert values with `'e', -1` (and its sample
+//! values with `'f'`, or `'e'` for tiny and huge ones), and quote label
+//! values with `strconv.Quote`. Rust's `{}` differs (`1000000` vs
+//! `1e+06`, `inf` vs `+Inf`), hence these helpers. Only the
+//! shortest-round-trip forms (precision -1) are provided.
 
 /// Shortest round-trip decimal digits and the decimal exponent of the first
 /// digit: `1234.5` → `("12345", 3)`. `v` must be finite and non-zero.
@@ -77,6 +79,20 @@ pub fn format_float_upper_e(v: f64) -> String {
     }
     let (digits, exp) = shortest_digits(v);
     exp_form(v < 0.0, &digits, exp, 'E')
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `1.5e-07` (what
+/// Prometheus' API prints an alert's value with).
+pub fn format_float_e(v: f64) -> String {
+    if let Some(s) = special(v) {
+        return s.to_string();
+    }
+    if v == 0.0 {
+        let sign = if v.is_sign_negative() { "-" } else { "" };
+        return format!("{sign}0e+00");
+    }
+    let (digits, exp) = shortest_digits(v);
+    exp_form(v < 0.0, &digits, exp, 'e')
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: no exponent, shortest digits.
@@ -160,6 +176,11 @@ mod tests {
         assert_eq!(format_float_upper_e(1e6), "1E+06");
         assert_eq!(format_float_upper_e(0.0), "0E+00");
         assert_eq!(format_float_upper_e(-0.00025), "-2.5E-04");
+        assert_eq!(format_float_e(1.0), "1e+00");
+        assert_eq!(format_float_e(0.0), "0e+00");
+        assert_eq!(format_float_e(-1.5e-7), "-1.5e-07");
+        assert_eq!(format_float_e(123.0), "1.23e+02");
+        assert_eq!(format_float_e(f64::NAN), "NaN");
         assert_eq!(format_f(1e6), "1000000");
         assert_eq!(format_f(0.00001), "0.00001");
         assert_eq!(format_f(1e21), "1000000000000000000000");
