@@ -18,11 +18,13 @@
 //!
 //! Routing and grouping (matchers, `group_by`, `group_wait`,
 //! `group_interval`, `repeat_interval`, `send_resolved`) are in [`route`],
-//! a pure state machine.
+//! a pure state machine; user message templates over Alertmanager's
+//! template data are in [`message`].
 //!
-//! Deliberately not here: user message templates and email; nothing in the running shipper calls
+//! Deliberately not here: email; nothing in the running shipper calls
 //! this yet.
 
+pub mod message;
 pub mod route;
 pub mod send;
 
