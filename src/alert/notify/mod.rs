@@ -16,10 +16,16 @@
 //! Delivery (retries, `Retry-After`, the 200-with-`errcode` failures, the
 //! `weir_notifications_total` counter) is in [`send`].
 //!
-//! Deliberately not here: routing, grouping (`group_by`, `group_wait`, …),
-//! user message templates and email; nothing in the running shipper calls
+//! Routing and grouping (matchers, `group_by`, `group_wait`,
+//! `group_interval`, `repeat_interval`, `send_resolved`) are in [`route`],
+//! a pure state machine; user message templates over Alertmanager's
+//! template data are in [`message`].
+//!
+//! Deliberately not here: email; nothing in the running shipper calls
 //! this yet.
 
+pub mod message;
+pub mod route;
 pub mod send;
 
 use std::collections::BTreeMap;

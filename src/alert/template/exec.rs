@@ -28,8 +28,31 @@ pub(crate) enum Value {
     /// `query`'s result (`[]*sample`).
     Samples(Rc<Vec<Rc<QuerySample>>>),
     Sample(Rc<QuerySample>),
-    /// A `*time.Time`, nanoseconds since the epoch, UTC.
+    /// A `*time.Time`, nanoseconds since the epoch, UTC
+    /// ([`am::ZERO_TIME_NS`](super::am::ZERO_TIME_NS) is Go's zero time).
     Time(i64),
+    /// A slice of message template data; the kind gives its Go type and
+    /// methods.
+    List(Rc<Vec<Value>>, ListKind),
+    /// Alertmanager's `template.KV` (label and annotation maps).
+    Kv(Rc<BTreeMap<String, String>>),
+    /// A struct of Alertmanager's template data: its Go type, its fields.
+    Struct(&'static str, Rc<Vec<(&'static str, Value)>>),
+}
+
+/// What a [`Value::List`] is in Alertmanager's template data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    /// `template.Alerts` (has `Firing`, `Resolved`).
+    Alerts,
+    /// `[]template.Alert`.
+    AlertList,
+    /// `template.Strings` (has `Join`).
+    Strings,
+    /// `template.Pairs` (has `Names`, `Values`).
+    Pairs,
+    /// `[]interface {}`.
+    Plain,
 }
 
 impl Value {
@@ -58,6 +81,15 @@ impl Value {
             Value::Samples(_) => "template.queryResult",
             Value::Sample(_) => "*template.sample",
             Value::Time(_) => "*time.Time",
+            Value::List(_, k) => match k {
+                ListKind::Alerts => "template.Alerts",
+                ListKind::AlertList => "[]template.Alert",
+                ListKind::Strings => "template.Strings",
+                ListKind::Pairs => "template.Pairs",
+                ListKind::Plain => "[]interface {}",
+            },
+            Value::Kv(_) => "template.KV",
+            Value::Struct(t, _) => t,
         }
     }
 
@@ -71,7 +103,9 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::Map(m, _) => !m.is_empty(),
             Value::Samples(s) => !s.is_empty(),
-            Value::Data(_) | Value::Sample(_) | Value::Time(_) => true,
+            Value::List(l, _) => !l.is_empty(),
+            Value::Kv(m) => !m.is_empty(),
+            Value::Data(_) | Value::Sample(_) | Value::Time(_) | Value::Struct(..) => true,
         }
     }
 }
@@ -107,6 +141,8 @@ pub(crate) struct State<'a> {
     pub query: QueryCallback<'a>,
     /// Iterations left for all `range`s together (guards runaway output).
     pub budget: usize,
+    /// A message template: Alertmanager's functions (see [`super::am`]).
+    pub message: bool,
 }
 
 impl State<'_> {
@@ -163,6 +199,15 @@ impl State<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (Value::Int(i as i64), Value::Sample(s.clone())))
+                .collect(),
+            Value::List(l, _) => l
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
+                .collect(),
+            Value::Kv(m) => m
+                .iter()
+                .map(|(k, v)| (Value::str(k), Value::str(v)))
                 .collect(),
             Value::Nil => Vec::new(),
             other => {
@@ -271,11 +316,37 @@ impl State<'_> {
             return Err(at(ExecError::new("nil is not a command")));
         }
         if c.args.len() > 1 || fin.is_some() {
+            // A method with arguments: `.StartsAt.Format "15:04"`.
+            if let Some((recv, m)) = self.method_target(first, dot).map_err(at)? {
+                let mut vals = Vec::with_capacity(c.args.len());
+                for a in &c.args[1..] {
+                    vals.push(self.arg(a, dot).map_err(at)?);
+                }
+                vals.extend(fin);
+                if let Some(r) = super::am::method(&recv, &m, &vals) {
+                    return r
+                        .map_err(|e| at(ExecError::new(format!("error calling {m}: {}", e.msg))));
+                }
+            }
             return Err(at(ExecError::new(format!(
                 "can't give argument to non-function {first}"
             ))));
         }
         self.arg(first, dot).map_err(at)
+    }
+
+    /// The receiver and method name of `.a.M`, `$x.M` or `(…).M`.
+    fn method_target(&mut self, a: &Arg, dot: &Value) -> R<Option<(Value, String)>> {
+        let (base, chain) = match a {
+            Arg::Field(c) => (dot.clone(), c),
+            Arg::Var(v, c) => (self.var(v)?, c),
+            Arg::Pipe(p, c) if !c.is_empty() => (self.pipeline_scoped(p, dot)?, c),
+            _ => return Ok(None),
+        };
+        let Some((m, init)) = chain.split_last() else {
+            return Ok(None);
+        };
+        Ok(Some((field_chain(base, init)?, m.clone())))
     }
 
     /// A parenthesised pipeline: its declarations do not leak out.
@@ -384,7 +455,20 @@ impl State<'_> {
 /// fields of the alert data and of query samples.
 pub(crate) fn field_chain(mut v: Value, chain: &[String]) -> R<Value> {
     for f in chain {
+        if let Some(r) = super::am::method(&v, f, &[]) {
+            v = r?;
+            continue;
+        }
         v = match &v {
+            Value::Kv(m) => Value::str(m.get(f).map_or("", String::as_str)),
+            Value::Struct(t, fields) => match fields.iter().find(|(n, _)| n == f) {
+                Some((_, x)) => x.clone(),
+                None => {
+                    return Err(ExecError::new(format!(
+                        "can't evaluate field {f} in type {t}"
+                    )));
+                }
+            },
             Value::Map(m, zero) => m.get(f).cloned().unwrap_or_else(|| (**zero).clone()),
             Value::Data(fields) => match fields.iter().find(|(n, _)| n == f) {
                 Some((_, x)) => x.clone(),

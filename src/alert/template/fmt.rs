@@ -194,6 +194,33 @@ fn format_arg(verb: char, s: &Spec, v: &Value) -> String {
             format_arg(verb, s, &Value::string_map(&smp.labels)),
             format_arg(verb, s, &Value::Float(smp.value))
         ),
+        Value::Kv(m) => pad(s, super::am::kv_string(m), false),
+        Value::List(items, super::exec::ListKind::Pairs) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|p| match p {
+                    Value::Struct(_, f) => {
+                        let get = |n: &str| {
+                            f.iter()
+                                .find(|(k, _)| *k == n)
+                                .map(|(_, v)| plain(v))
+                                .unwrap_or_default()
+                        };
+                        format!("{}={}", get("Name"), get("Value"))
+                    }
+                    _ => String::new(),
+                })
+                .collect();
+            pad(s, parts.join(", "), false)
+        }
+        Value::List(items, _) => {
+            let parts: Vec<String> = items.iter().map(|x| format_arg(verb, s, x)).collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Struct(_, fields) => {
+            let parts: Vec<String> = fields.iter().map(|(_, x)| format_arg(verb, s, x)).collect();
+            format!("{{{}}}", parts.join(" "))
+        }
         Value::Samples(list) => {
             let parts: Vec<String> = list
                 .iter()
@@ -443,6 +470,9 @@ fn format_str(verb: char, s: &Spec, st: &str) -> Option<String> {
 /// Go's `time.Time.String()` for a UTC time:
 /// `2006-01-02 15:04:05.999999999 +0000 UTC`.
 pub(crate) fn time_string(ns: i64) -> String {
+    if ns == super::am::ZERO_TIME_NS {
+        return "0001-01-01 00:00:00 +0000 UTC".to_string();
+    }
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);

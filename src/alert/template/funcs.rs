@@ -164,6 +164,11 @@ fn sample_arg(a: &[Value], i: usize) -> Result<Rc<super::QuerySample>, FnErr> {
 }
 
 pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
+    if st.message
+        && let Some(r) = super::am::call(name, &a)
+    {
+        return r;
+    }
     match name {
         "not" => {
             arity(name, &a, 1)?;
@@ -175,6 +180,8 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                 Value::Str(s) => Ok(Value::Int(s.len() as i64)),
                 Value::Map(m, _) => Ok(Value::Int(m.len() as i64)),
                 Value::Samples(s) => Ok(Value::Int(s.len() as i64)),
+                Value::List(l, _) => Ok(Value::Int(l.len() as i64)),
+                Value::Kv(m) => Ok(Value::Int(m.len() as i64)),
                 Value::Nil => Err("len of nil pointer".into()),
                 v => Err(format!("len of type {}", v.type_name()).into()),
             }
@@ -193,6 +200,15 @@ pub(crate) fn call(st: &mut State<'_>, name: &str, a: Vec<Value>) -> R {
                         return Err(
                             format!("value has type {}; should be string", k.type_name()).into(),
                         );
+                    }
+                    (Value::Kv(m), Value::Str(k)) => {
+                        Value::str(m.get(&**k).map_or("", String::as_str))
+                    }
+                    (Value::List(l, _), Value::Int(n)) => {
+                        match usize::try_from(*n).ok().and_then(|n| l.get(n)) {
+                            Some(x) => x.clone(),
+                            None => return Err(format!("index out of range: {n}").into()),
+                        }
                     }
                     (Value::Samples(s), Value::Int(n)) => {
                         match usize::try_from(*n).ok().and_then(|n| s.get(n)) {

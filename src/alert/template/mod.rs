@@ -20,8 +20,14 @@
 //! Go's builtins `and or not len index printf print println html urlquery
 //! eq ne lt le gt ge`. Deliberately not supported: `define`, `template`,
 //! `block` (refused at parse time), `js`, `call`, `slice` (parse, but fail
-//! when executed), methods on values (`(toTime $v).Unix`), and
-//! `html/template` escaping (Prometheus uses `text/template` for alerts).
+//! when executed), and `html/template` escaping (Prometheus uses
+//! `text/template` for alerts). Of methods, only `time.Time`'s `Format`,
+//! `Unix`, `UnixMilli`, `UTC`, `Local`, `IsZero`, `String` are known (so
+//! `(toTime $v).Unix` works, as in Prometheus).
+//!
+//! [`Template::parse_message`] / [`Template::render_message`] run the
+//! same engine over Alertmanager's notification data and functions
+//! (`am`), for user message templates.
 //!
 //! Prometheus' functions: `humanize`, `humanize1024`, `humanizeDuration`,
 //! `humanizePercentage`, `humanizeTimestamp`, `toTime`, `title`,
@@ -32,6 +38,7 @@
 //! [`Template::render_with_query`]; [`Template::render`] makes it fail with
 //! "query is not supported in weir templates yet".
 
+mod am;
 mod exec;
 mod fmt;
 mod funcs;
@@ -43,6 +50,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
 use exec::{State, Value};
+
+pub use am::{MessageAlert, MessageData};
 
 /// What Prometheus prepends to every alert template.
 const PREFIX: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
@@ -81,6 +90,8 @@ pub struct Template {
     name: String,
     text: String,
     list: parse::List,
+    /// A message template (Alertmanager's data and functions).
+    message: bool,
 }
 
 fn func_names() -> HashSet<&'static str> {
@@ -99,7 +110,27 @@ impl Template {
             name: name.to_string(),
             text: full,
             list,
+            message: false,
         })
+    }
+
+    /// Parses a notification message template: no prefix, Alertmanager's
+    /// functions instead of Prometheus' (see [`am`]). Errors read like
+    /// Go's: `template: NAME:LINE: function "foo" not defined`.
+    pub fn parse_message(name: &str, text: &str) -> Result<Template, String> {
+        let names: HashSet<&str> = am::NAMES.iter().copied().collect();
+        let list = parse::parse(name, text, &names)?;
+        Ok(Template {
+            name: name.to_string(),
+            text: text.to_string(),
+            list,
+            message: true,
+        })
+    }
+
+    /// Renders a template from [`Template::parse_message`] over `data`.
+    pub fn render_message(&self, data: &MessageData) -> Result<String, String> {
+        self.run_root(am::root(data), None)
     }
 
     /// Renders the template over `data`. `query` fails (see the module
@@ -136,11 +167,16 @@ impl Template {
             ("ExternalURL", Value::str(&data.external_url)),
             ("Value", Value::Float(data.value)),
         ]));
+        self.run_root(root, query)
+    }
+
+    fn run_root(&self, root: Value, query: exec::QueryCallback<'_>) -> Result<String, String> {
         let mut st = State {
             vars: vec![("$".to_string(), root.clone())],
             out: String::new(),
             query,
             budget: RANGE_BUDGET,
+            message: self.message,
         };
         match st.walk(&self.list, &root) {
             Ok(_) => Ok(st.out),
