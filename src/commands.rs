@@ -174,6 +174,16 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             crate::rlimit::nofile().ok().and_then(|l| l.soft)
         }
     };
+    let alerting = match &pipeline.alerting {
+        Some(a) => match crate::alert::live::Service::start(a, &registry, &pipeline.data_dir) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                eprintln!("error: cannot start alerting: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        },
+        None => None,
+    };
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
     let mut api_task = None;
     if pipeline.api.enabled {
@@ -190,7 +200,9 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     registry: registry.clone(),
                     ready: ready.clone(),
                     reloads: Some(reload_tx.clone()),
-                    rules: None,
+                    rules: alerting
+                        .as_ref()
+                        .map(|s| s.live.clone() as Arc<dyn crate::alert::status::RulesView>),
                 };
                 api_task = Some(tokio::spawn(api::serve(
                     listener,
@@ -208,16 +220,6 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         }
     }
 
-    let alerting = match &pipeline.alerting {
-        Some(a) => match crate::alert::live::Service::start(a, &registry, &pipeline.data_dir) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                eprintln!("error: cannot start alerting: {e}");
-                return ExitCode::from(EXIT_RUNTIME);
-            }
-        },
-        None => None,
-    };
     let on_reloaded = {
         let alerting = alerting.clone();
         move |p: &Pipeline| match (&alerting, &p.alerting) {

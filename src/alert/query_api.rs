@@ -15,8 +15,9 @@
 //!
 //! Differences one may notice: rules' `query` is the expression as written
 //! (Prometheus prints its parsed form); parse error messages are the
-//! `promql-parser` crate's, not Prometheus'; `buildinfo` reports weir's
-//! version, which Grafana reads as a (very old) Prometheus version.
+//! `promql-parser` crate's, not Prometheus'; `buildinfo` reports version
+//! 2.42.0, the Prometheus whose semantics weir follows (Grafana picks the
+//! features it uses by this number), and weir's own version as `revision`.
 //!
 //! Queries run on the blocking thread pool, holding the storage (a read
 //! lock of the evaluator) only for one evaluation.
@@ -448,9 +449,9 @@ fn rule_json(r: &RuleStatus) -> J {
 
 async fn buildinfo() -> Response {
     respond(Ok(J::obj([
-        ("version", J::str(env!("CARGO_PKG_VERSION"))),
-        ("revision", J::str("unknown")),
-        ("branch", J::str("unknown")),
+        ("version", J::str("2.42.0")),
+        ("revision", J::str(concat!("weir-", env!("CARGO_PKG_VERSION")))),
+        ("branch", J::str("weir")),
         ("buildUser", J::str("unknown")),
         ("buildDate", J::str("unknown")),
         ("goVersion", J::str("none (weir, Rust)")),

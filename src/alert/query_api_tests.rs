@@ -432,7 +432,7 @@ async fn alerts_and_rules() {
 async fn build_info_metadata_exemplars() {
     let b = serve(router(view())).await;
     let d = ok(&b, "/api/v1/status/buildinfo").await;
-    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(d["version"], "2.42.0");
     for k in ["revision", "branch", "buildUser", "buildDate", "goVersion"] {
         assert!(d[k].is_string(), "{k}");
     }
