@@ -14,12 +14,15 @@
 //!   summary, description, labels, value and since when.
 //!
 //! Delivery (retries, `Retry-After`, the 200-with-`errcode` failures, the
-//! `weir_notifications_total` counter) is in [`send`].
+//! `weir_notifications_total` counter) is in [`send`]; email over SMTP
+//! (STARTTLS or implicit TLS, auth, UTF-8 subjects and bodies, the same
+//! retries and counter) is in [`email`].
 //!
-//! Deliberately not here: routing, grouping (`group_by`, `group_wait`, …),
-//! user message templates and email; nothing in the running shipper calls
-//! this yet.
+//! Deliberately not here: routing, grouping (`group_by`, `group_wait`, …)
+//! and user message templates; nothing in the running shipper calls this
+//! yet.
 
+pub mod email;
 pub mod send;
 
 use std::collections::BTreeMap;
