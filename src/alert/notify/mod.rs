@@ -14,16 +14,17 @@
 //!   summary, description, labels, value and since when.
 //!
 //! Delivery (retries, `Retry-After`, the 200-with-`errcode` failures, the
-//! `weir_notifications_total` counter) is in [`send`].
+//! `weir_notifications_total` counter) is in [`send`]; email over SMTP
+//! (STARTTLS or implicit TLS, auth, UTF-8 subjects and bodies, the same
+//! retries and counter) is in [`email`].
 //!
 //! Routing and grouping (matchers, `group_by`, `group_wait`,
 //! `group_interval`, `repeat_interval`, `send_resolved`) are in [`route`],
 //! a pure state machine; user message templates over Alertmanager's
-//! template data are in [`message`].
-//!
-//! Deliberately not here: email; nothing in the running shipper calls
-//! this yet.
+//! template data are in [`message`]. The running shipper drives them from
+//! `alert::live`.
 
+pub mod email;
 pub mod message;
 pub mod route;
 pub mod send;

@@ -29,6 +29,7 @@ pub enum Kind {
     Slack,
     DingTalk,
     WeCom,
+    Email,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             Kind::Slack => "slack",
             Kind::DingTalk => "dingtalk",
             Kind::WeCom => "wecom",
+            Kind::Email => "email",
         }
     }
 
@@ -48,8 +50,10 @@ impl Kind {
     }
 }
 
-/// A secret that never shows in `Debug` output.
-#[derive(Clone)]
+/// A secret that never shows in `Debug` output; read from config as a
+/// plain string.
+#[derive(Clone, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
@@ -71,9 +75,32 @@ pub struct NotifyTarget {
     retry: RetryConfig,
     /// DingTalk's signing secret, if the robot has one.
     dingtalk_secret: Option<Secret>,
-    success: Counter,
-    retried: Counter,
-    failure: Counter,
+    outcomes: Outcomes,
+}
+
+/// One notifier's `weir_notifications_total{notifier,outcome}` children.
+#[derive(Clone)]
+pub(crate) struct Outcomes {
+    pub(crate) success: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) failure: Counter,
+}
+
+impl Outcomes {
+    pub(crate) fn new(registry: &Registry, kind: Kind) -> Outcomes {
+        let mut fam = CounterFamily::new(
+            registry,
+            "weir_notifications_total",
+            "Notifications sent, by notifier and outcome (retry: an attempt that failed and is tried again).",
+            &[("notifier", kind.name())],
+            "outcome",
+        );
+        Outcomes {
+            success: fam.get("success").clone(),
+            retried: fam.get("retry").clone(),
+            failure: fam.get("failure").clone(),
+        }
+    }
 }
 
 impl NotifyTarget {
@@ -90,21 +117,12 @@ impl NotifyTarget {
         if retry.max_duration.is_none() {
             retry.max_duration = Some(Dur(DEFAULT_MAX_RETRY));
         }
-        let mut fam = CounterFamily::new(
-            registry,
-            "weir_notifications_total",
-            "Notifications sent, by notifier and outcome (retry: an attempt that failed and is tried again).",
-            &[("notifier", kind.name())],
-            "outcome",
-        );
         NotifyTarget {
             kind,
             target,
             retry,
             dingtalk_secret,
-            success: fam.get("success").clone(),
-            retried: fam.get("retry").clone(),
-            failure: fam.get("failure").clone(),
+            outcomes: Outcomes::new(registry, kind),
         }
     }
 }
@@ -134,21 +152,21 @@ pub async fn send(to: &NotifyTarget, body: &[u8]) -> Result<(), String> {
     loop {
         let err = match attempt(to, body).await {
             Attempt::Done => {
-                to.success.inc();
+                to.outcomes.success.inc();
                 return Ok(());
             }
             Attempt::Fail(e) => {
-                to.failure.inc();
+                to.outcomes.failure.inc();
                 return Err(e);
             }
             Attempt::Retry(e, after) => (e, after),
         };
         let wait = backoff.wait(err.1);
         if backoff.exhausted(started.elapsed() + wait) {
-            to.failure.inc();
+            to.outcomes.failure.inc();
             return Err(format!("{} (gave up after {:?})", err.0, started.elapsed()));
         }
-        to.retried.inc();
+        to.outcomes.retried.inc();
         tracing::debug!(notifier = to.kind.name(), error = %err.0, ?wait, "notification failed; retrying");
         tokio::time::sleep(wait).await;
     }
