@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::receivers::Alertmanager;
+use common::receivers::{Alertmanager, Seen, json_answer, receiver};
 use common::*;
 
 /// The plan's HighErrorRate, with windows short enough for a test.
@@ -262,4 +262,203 @@ fn a_restart_keeps_the_for_timer() {
     })
     .expect("never firing after the restart");
     keep.join().unwrap();
+}
+
+/// A chat robot receiver that checks DingTalk's signature.
+fn dingtalk_robot(secret: &'static str) -> (weir_testkit::http_server::Server, Seen) {
+    receiver(move |_, req| {
+        let ts: i64 = req
+            .param("timestamp")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let ok = req.param("access_token") == Some("TOKEN123")
+            && req.param("sign") == Some(weir::alert::notify::dingtalk_sign(secret, ts).as_str());
+        if ok {
+            json_answer(200, r#"{"errcode":0,"errmsg":"ok"}"#)
+        } else {
+            json_answer(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#)
+        }
+    })
+}
+
+fn bodies(seen: &Seen) -> Vec<serde_json::Value> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn direct_notifiers_route_group_resolve_and_do_not_page_twice_across_a_restart() {
+    use weir_testkit::smtp::{Security, SmtpOptions, SmtpServer};
+    let (hook, hook_seen) = receiver(|_, _| json_answer(200, "{}"));
+    let (ding, ding_seen) = dingtalk_robot("SECdt");
+    let (wecom, wecom_seen) = receiver(|_, _| json_answer(200, r#"{"errcode":0,"errmsg":"ok"}"#));
+    let smtp = SmtpServer::start(SmtpOptions {
+        security: Security::StartTls,
+        auth: Some(("alerts".into(), "PWsmtp".into())),
+        ..SmtpOptions::default()
+    });
+    let s = Scratch::new();
+    s.write("rules.yml", RULES);
+    s.write("ca.pem", smtp.ca_pem());
+    s.write("dingtalk.secret", "SECdt\n");
+    let quick = "group_wait: 1s, group_interval: 1s";
+    let notify = format!(
+        r#"  notify:
+    - {{type: webhook, url: "http://{hook}/hook", {quick}}}
+    - {{type: dingtalk, url: "http://{ding}/robot/send?access_token=TOKEN123", secret_file: dingtalk.secret, matchers: ['severity="critical"'], {quick}}}
+    - {{type: wecom, url: "http://{wecom}/send?key=K", matchers: ['severity="warning"'], {quick}}}
+    - type: email
+      host: localhost
+      port: {port}
+      smtp_tls: starttls
+      username: alerts
+      password: "${{SMTP_PASSWORD}}"
+      ca_file: ca.pem
+      from: weir@example.com
+      to: "oncall@example.com, lead@example.com"
+      title: '【{{{{ .Status | toUpper }}}}】{{{{ .CommonLabels.alertname }}}}'
+      {quick_block}
+"#,
+        hook = hook.addr(),
+        ding = ding.addr(),
+        wecom = wecom.addr(),
+        port = smtp.port(),
+        quick_block = "group_wait: 1s\n      group_interval: 1s",
+    );
+    let yaml = pipeline_yaml(None) + &notify;
+    let p = pipeline(&s, "p.yaml", &yaml);
+    append(&s, 200, 10);
+    let start = |s: &Scratch| {
+        let mut c = s.weir(&["run", &p]);
+        c.env("SMTP_PASSWORD", "PWsmtp");
+        Running::start(c)
+    };
+    let weir = start(&s);
+    let addr = weir.api_address();
+
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let path = s.path("logs/app.log");
+        let errors = errors.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(90) {
+                let status = if errors.load(std::sync::atomic::Ordering::SeqCst) {
+                    500
+                } else {
+                    200
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                for _ in 0..4 {
+                    writeln!(f, "{}", request_line(status)).unwrap();
+                }
+                drop(f);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Firing: the webhook, DingTalk and email get it; WeCom's matcher
+    // takes warnings only.
+    wait_until(Duration::from_secs(20), || {
+        !hook_seen.lock().unwrap().is_empty()
+    })
+    .unwrap_or_else(|| panic!("no webhook notification; stderr:\n{}", weir.stderr()));
+    let first = &bodies(&hook_seen)[0];
+    assert_eq!(first["status"], "firing");
+    assert_eq!(first["receiver"], "webhook");
+    assert_eq!(first["groupLabels"]["alertname"], "HighErrorRate");
+    assert_eq!(first["alerts"][0]["labels"]["service"], "feynman");
+    assert_eq!(
+        first["alerts"][0]["annotations"]["summary"],
+        "API错误率过高"
+    );
+    assert_eq!(first["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    wait_until(Duration::from_secs(10), || {
+        !ding_seen.lock().unwrap().is_empty()
+    })
+    .expect("no DingTalk notification");
+    let d = &bodies(&ding_seen)[0];
+    assert_eq!(d["msgtype"], "markdown");
+    assert!(
+        d["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("API错误率过高"),
+        "{d}"
+    );
+    let mails = smtp.wait_for(1, Duration::from_secs(15));
+    assert_eq!(mails.len(), 1, "one email for the group");
+    let m = &mails[0];
+    assert!(m.tls, "sent after STARTTLS");
+    assert_eq!(m.auth_user.as_deref(), Some("alerts"));
+    assert_eq!(m.to, vec!["oncall@example.com", "lead@example.com"]);
+    let part = weir_testkit::mail::Part::parse(&m.data);
+    assert_eq!(
+        part.header("Subject").as_deref(),
+        Some("【FIRING】HighErrorRate")
+    );
+    assert!(part.text().contains("API错误率过高"), "{}", part.text());
+
+    // A restart while it still fires: nothing is sent again (the
+    // repeat_interval, 4h by default, has not passed).
+    let hooks_before = hook_seen.lock().unwrap().len();
+    let dings_before = ding_seen.lock().unwrap().len();
+    weir.signal(libc::SIGTERM);
+    assert_eq!(weir.wait(Duration::from_secs(20)).0, 0);
+    let weir = start(&s);
+    let addr2 = weir.api_address();
+    wait_until(Duration::from_secs(15), || {
+        alert_state(&addr2, "HighErrorRate").as_deref() == Some("firing")
+    })
+    .unwrap_or_else(|| panic!("not firing after the restart; stderr:\n{}", weir.stderr()));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        hook_seen.lock().unwrap().len(),
+        hooks_before,
+        "webhook paged twice"
+    );
+    assert_eq!(
+        ding_seen.lock().unwrap().len(),
+        dings_before,
+        "DingTalk paged twice"
+    );
+    assert_eq!(smtp.messages().len(), 1, "emailed twice");
+
+    // The errors stop: one resolved notification each.
+    errors.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until(Duration::from_secs(40), || {
+        bodies(&hook_seen).iter().any(|b| b["status"] == "resolved")
+    })
+    .unwrap_or_else(|| panic!("no resolved notification; stderr:\n{}", weir.stderr()));
+    let resolved = bodies(&hook_seen)
+        .into_iter()
+        .find(|b| b["status"] == "resolved")
+        .unwrap();
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    let mails = smtp.wait_for(2, Duration::from_secs(15));
+    let subject = weir_testkit::mail::Part::parse(&mails[1].data).header("Subject");
+    assert_eq!(subject.as_deref(), Some("【RESOLVED】HighErrorRate"));
+    assert!(
+        wecom_seen.lock().unwrap().is_empty(),
+        "WeCom takes warnings only"
+    );
+
+    // No secret anywhere weir shows things.
+    let (_, _, metrics) = http_get(&addr2, "/metrics");
+    let (_, _, rules) = http_get(&addr2, "/api/v1/rules");
+    for shown in [weir.stderr(), metrics, rules] {
+        for secret in ["TOKEN123", "SECdt", "PWsmtp"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+    }
+    let _ = addr;
+    drop(weir);
+    drop(writer);
 }

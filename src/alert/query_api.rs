@@ -450,7 +450,10 @@ fn rule_json(r: &RuleStatus) -> J {
 async fn buildinfo() -> Response {
     respond(Ok(J::obj([
         ("version", J::str("2.42.0")),
-        ("revision", J::str(concat!("weir-", env!("CARGO_PKG_VERSION")))),
+        (
+            "revision",
+            J::str(concat!("weir-", env!("CARGO_PKG_VERSION"))),
+        ),
         ("branch", J::str("weir")),
         ("buildUser", J::str("unknown")),
         ("buildDate", J::str("unknown")),

@@ -615,14 +615,25 @@ impl Service {
         data_dir: &Path,
     ) -> Result<Service, String> {
         let resend = alerting.config.resend_delay.0.as_millis() as i64;
-        let built = deliver::Notifiers::build(&alerting.config.notify, resend, registry)?;
+        let built = deliver::Notifiers::build(
+            &alerting.config.notify,
+            resend,
+            &alerting.config.external_url,
+            registry,
+        )?;
         let live = Live::start(alerting, registry, data_dir);
         let (ntx, nrx) = tokio::sync::watch::channel(Arc::new(built));
         let (atx, arx) = mpsc::channel(64);
         let stop = Shutdown::default();
         let tasks = vec![
             tokio::spawn(run(live.clone(), atx, stop.clone())),
-            tokio::spawn(deliver::run(nrx, arx, registry.clone(), stop.clone())),
+            tokio::spawn(deliver::run(
+                nrx,
+                arx,
+                registry.clone(),
+                data_dir.to_path_buf(),
+                stop.clone(),
+            )),
         ];
         tracing::info!(
             groups = alerting.groups.len(),
@@ -643,7 +654,12 @@ impl Service {
     /// keep their alerts) and new notifiers.
     pub fn reload(&self, alerting: &Alerting) {
         let resend = alerting.config.resend_delay.0.as_millis() as i64;
-        match deliver::Notifiers::build(&alerting.config.notify, resend, &self.registry) {
+        match deliver::Notifiers::build(
+            &alerting.config.notify,
+            resend,
+            &alerting.config.external_url,
+            &self.registry,
+        ) {
             Ok(n) => {
                 let _ = self.notifiers.send(Arc::new(n));
             }

@@ -49,9 +49,6 @@ pub struct NotifierConfig {
     /// Message templates (Go template syntax over the alert group).
     pub title: Option<String>,
     pub text: Option<String>,
-    /// DingTalk/WeCom: mention everyone.
-    #[serde(default)]
-    pub at_all: bool,
 
     // Routing (not for alertmanager).
     #[serde(default)]
@@ -73,6 +70,8 @@ pub struct NotifierConfig {
 
     // Email.
     pub host: Option<String>,
+    /// Empty (an unset `${SMTP_PORT:-}`) is the default for `smtp_tls`.
+    #[serde(default, deserialize_with = "port")]
     pub port: Option<u16>,
     /// `starttls` (default), `tls` or `none`.
     pub smtp_tls: Option<String>,
@@ -84,6 +83,26 @@ pub struct NotifierConfig {
     pub to: Option<Recipients>,
     pub hello_name: Option<String>,
     pub ca_file: Option<String>,
+}
+
+/// A port as a number or a string (from the environment); empty is none.
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        N(u16),
+        S(String),
+    }
+    match Option::<P>::deserialize(d)? {
+        None => Ok(None),
+        Some(P::N(n)) => Ok(Some(n)),
+        Some(P::S(s)) if s.trim().is_empty() => Ok(None),
+        Some(P::S(s)) => {
+            s.trim().parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("`{s}` is not a port number (1-65535)"))
+            })
+        }
+    }
 }
 
 /// `to:` as a list or as `a@x, b@y`.
@@ -171,7 +190,6 @@ impl NotifierConfig {
             &["dingtalk"],
         )?;
         only(self.message.is_some(), "message", &["dingtalk", "wecom"])?;
-        only(self.at_all, "at_all", &["dingtalk", "wecom"])?;
         only(
             self.title.is_some() || self.text.is_some(),
             "title/text",
@@ -218,6 +236,15 @@ impl NotifierConfig {
         }
         if !self.enabled() {
             return Ok(());
+        }
+        if kind == "email" {
+            return self.email().and_then(|e| e.check());
+        }
+        if kind != "alertmanager" {
+            self.route().check()?;
+        }
+        for t in [&self.title, &self.text].into_iter().flatten() {
+            crate::alert::notify::message::MessageTemplate::parse("message", t)?;
         }
         if kind != "email" && self.url_file.is_none() {
             for u in self.url.iter().chain(&self.urls) {
@@ -305,5 +332,69 @@ impl NotifierConfig {
                 crate::http::Target::new(server, u, self.timeout(), self.tls.as_ref(), self.auth())
             })
             .collect()
+    }
+}
+
+fn nonempty(s: &Option<String>) -> Option<String> {
+    s.clone().filter(|s| !s.trim().is_empty())
+}
+
+impl NotifierConfig {
+    /// The route part of a direct notifier, with Alertmanager's defaults.
+    pub fn route(&self) -> crate::alert::notify::route::RouteConfig {
+        let d = crate::alert::notify::route::RouteConfig::default();
+        crate::alert::notify::route::RouteConfig {
+            matchers: self.matchers.clone(),
+            group_by: self.group_by.clone().unwrap_or(d.group_by),
+            group_wait: self.group_wait.unwrap_or(d.group_wait),
+            group_interval: self.group_interval.unwrap_or(d.group_interval),
+            repeat_interval: self.repeat_interval.unwrap_or(d.repeat_interval),
+            send_resolved: self.send_resolved.unwrap_or(d.send_resolved),
+        }
+    }
+
+    /// The email settings of an `email` notifier (secrets read from their
+    /// files).
+    pub fn email(&self) -> Result<crate::alert::notify::email::EmailConfig, String> {
+        use crate::alert::notify::email::{EmailConfig, EmailTls};
+        let tls = match self.smtp_tls.as_deref().map(str::trim) {
+            None | Some("") | Some("starttls") => EmailTls::Starttls,
+            Some("tls") => EmailTls::Tls,
+            Some("none") => EmailTls::None,
+            Some(other) => {
+                return Err(format!(
+                    "`smtp_tls` is `starttls`, `tls` or `none`, not `{other}`"
+                ));
+            }
+        };
+        let password = value_or_file(&self.password, &self.password_file, "SMTP password")?;
+        Ok(EmailConfig {
+            host: self.host.clone().unwrap_or_default().trim().to_string(),
+            port: self.port,
+            tls,
+            username: nonempty(&self.username),
+            password: password.map(crate::alert::notify::send::Secret),
+            from: self.from.clone().unwrap_or_default(),
+            to: self.to.as_ref().map(Recipients::list).unwrap_or_default(),
+            ca_file: nonempty(&self.ca_file),
+            timeout: self
+                .timeout
+                .unwrap_or(Dur(std::time::Duration::from_secs(10))),
+            hello_name: nonempty(&self.hello_name),
+            retry: self.retry.unwrap_or_default(),
+        })
+    }
+
+    /// DingTalk's signing secret, if any.
+    pub fn dingtalk_secret(&self) -> Result<Option<String>, String> {
+        value_or_file(&self.secret, &self.secret_file, "DingTalk secret")
+    }
+
+    /// `markdown` unless `message: text`.
+    pub fn msg_type(&self) -> crate::alert::notify::MsgType {
+        match self.message.as_deref() {
+            Some("text") => crate::alert::notify::MsgType::Text,
+            _ => crate::alert::notify::MsgType::Markdown,
+        }
     }
 }
