@@ -462,3 +462,92 @@ fn direct_notifiers_route_group_resolve_and_do_not_page_twice_across_a_restart()
     drop(weir);
     drop(writer);
 }
+
+#[test]
+fn validate_reports_rule_and_notifier_problems_where_they_are_written() {
+    let s = Scratch::new();
+    s.write(
+        "bad_rules.yml",
+        "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: rate(x[5m] > 1\n",
+    );
+    let yaml = r#"sources:
+  in: {type: stdin}
+sinks:
+  out: {type: blackhole, inputs: [in]}
+alerting:
+  rule_files: [bad_rules.yml, "missing/*.yml"]
+  notify:
+    - {type: webhook, url: "http://127.0.0.1:1/hook", matchers: ['severity=~"(']}
+    - {type: dingtalk, url: "${DT_URL}", secret: "${DT_SECRET}", group_by: [alertname]}
+    - {type: email, host: smtp.example.com, smtp_tls: none, username: u, password: "${PW}", from: a@example.com, to: b@example.com}
+    - {type: pager, url: "http://x"}
+"#;
+    let p = pipeline(&s, "p.yaml", yaml);
+    let mut cmd = s.weir(&["validate", &p]);
+    cmd.env(
+        "DT_URL",
+        "https://oapi.dingtalk.com/robot/send?access_token=TOKENxyz",
+    )
+    .env("DT_SECRET", "SECxyz")
+    .env("PW", "PWxyz");
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    // The rule file's own position, as `weir validate rules.yml` gives it.
+    assert!(err.contains("bad_rules.yml:5:"), "{err}");
+    assert!(err.contains("`missing/*.yml` matches no file"), "{err}");
+    // Each notifier's problem at its line.
+    assert!(
+        err.contains("p.yaml:8:") && err.contains("matcher"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:10:") && err.contains("in clear"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:11:") && err.contains("unknown notifier type `pager`"),
+        "{err}"
+    );
+    for secret in ["TOKENxyz", "SECxyz", "PWxyz"] {
+        assert!(!err.contains(secret), "{secret} shown:\n{err}");
+    }
+}
+
+#[test]
+fn shipped_alerting_pipeline_turns_on_what_the_environment_sets() {
+    let s = Scratch::new();
+    let p = repo().join("pipelines/alerting.yaml");
+    let p = p.to_str().unwrap();
+    let out = s.weir(&["validate", p]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("30 rules, 0 of 6 notifiers on"), "{stdout}");
+    let out = s
+        .weir(&["validate", p])
+        .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
+        .env(
+            "DINGTALK_WEBHOOK_URL",
+            "https://oapi.dingtalk.com/robot/send?access_token=T",
+        )
+        .env("DINGTALK_SECRET", "S")
+        .env("SMTP_HOST", "smtp.example.com")
+        .env("SMTP_USER", "alerts")
+        .env("SMTP_PASSWORD", "pw")
+        .env("EMAIL_ALERTS", "oncall@example.com,lead@example.com")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("3 of 6 notifiers on"), "{stdout}");
+}

@@ -384,9 +384,19 @@ impl Checker {
         match crate::alert::live::Alerting::load(cfg, base.as_deref()) {
             Ok(a) => Some(Arc::new(a)),
             Err(errors) => {
-                let pos = n.get("rule_files").map_or(n.pos, |r| r.pos);
+                let rules_pos = n.get("rule_files").map_or(n.pos, |r| r.pos);
+                let notify = n.get("notify");
                 for e in errors {
-                    self.push(Some(pos), Some("alerting"), e);
+                    let pos = match (e.notifier, notify.map(|x| &x.kind)) {
+                        (Some(i), Some(NodeKind::Seq(items))) => {
+                            items.get(i).map_or(n.pos, |x| x.pos)
+                        }
+                        (None, _) if e.message.starts_with("notifier ") => {
+                            notify.map_or(n.pos, |x| x.pos)
+                        }
+                        _ => rules_pos,
+                    };
+                    self.push(Some(pos), Some("alerting"), e.message);
                 }
                 None
             }

@@ -11,7 +11,8 @@
 //! the notifiers ([`notifiers`]) as Prometheus hands them to Alertmanager:
 //! firing ones at most every `resend_delay`, resolved ones at once.
 //!
-//! [`Live`] is also the [`RulesView`] the query API reads. Evaluation holds
+//! [`Live`] is also the [`super::status::RulesView`] the query API reads
+//! (`view`); [`Service`] runs it with the notifiers. Evaluation holds
 //! the write lock for one group at a time; a query holds the read lock for
 //! one query.
 //!
@@ -25,22 +26,23 @@ pub mod history;
 pub mod notifiers;
 pub mod persist;
 pub mod scrape;
+mod service;
+mod view;
+
+pub use service::Service;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
+use std::time::Instant;
 
 use super::group::{GroupEval, RuleResults, history_ms};
 use super::notify::{NotifyAlert, generator_url};
-use super::promql::{Labels, Sample, Storage};
+use super::promql::{Labels, Sample};
 use super::rules::RuleKind;
 use super::state::Expander;
-use super::status::{GroupStatus, Health, RuleStatus, RuleStatusKind, RulesView};
-use crate::shutdown::Shutdown;
-use crate::telemetry::{Counter, Registry, Render, write_labels};
+use super::status::Health;
+use crate::telemetry::{Counter, Registry};
 use config::{AlertingConfig, LoadedGroup, MIN_RETENTION};
 use history::History;
 use persist::RuleKey;
@@ -48,6 +50,14 @@ use persist::RuleKey;
 /// The registry key of the `ALERTS` families (left out of the scrape: the
 /// rules' own results already hold them).
 pub const ALERTS_KEY: &str = "alerting:ALERTS";
+
+/// One problem of an `alerting:` section; `notifier` is the index in
+/// `notify:` it is about, if any (for its position in the file).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub notifier: Option<usize>,
+    pub message: String,
+}
 
 /// A checked `alerting:` section with its rule files loaded.
 #[derive(Debug, Clone)]
@@ -59,8 +69,9 @@ pub struct Alerting {
 impl Alerting {
     /// Loads the rule files of `config`; `base` is the pipeline file's
     /// directory. Every problem is one message.
-    pub fn load(config: AlertingConfig, base: Option<&Path>) -> Result<Alerting, Vec<String>> {
-        let mut errors = Vec::new();
+    pub fn load(config: AlertingConfig, base: Option<&Path>) -> Result<Alerting, Vec<LoadError>> {
+        let mut errors: Vec<String> = Vec::new();
+        let mut notifier_errors = Vec::new();
         let globs = config::rule_globs(&config);
         if config.evaluation_interval.0.is_zero() {
             errors.push("`evaluation_interval` must be more than 0 (default 1m)".to_string());
@@ -83,7 +94,25 @@ impl Alerting {
         }
         for (i, n) in config.notify.iter().enumerate() {
             if let Err(e) = n.check() {
-                errors.push(format!("`notify[{i}]` ({}): {e}", n.kind_word()));
+                notifier_errors.push(LoadError {
+                    notifier: Some(i),
+                    message: format!("notify[{i}] ({}): {e}", n.kind_word()),
+                });
+            }
+        }
+        if notifier_errors.is_empty() {
+            // Build them once, as a start would (files read, CAs parsed).
+            let resend = config.resend_delay.0.as_millis() as i64;
+            if let Err(e) = deliver::Notifiers::build(
+                &config.notify,
+                resend,
+                &config.external_url,
+                &Registry::default(),
+            ) {
+                notifier_errors.push(LoadError {
+                    notifier: None,
+                    message: e,
+                });
             }
         }
         let groups = match load_rules_or(&globs, base) {
@@ -93,11 +122,18 @@ impl Alerting {
                 Vec::new()
             }
         };
-        if errors.is_empty() {
-            Ok(Alerting { config, groups })
-        } else {
-            Err(errors)
+        if errors.is_empty() && notifier_errors.is_empty() {
+            return Ok(Alerting { config, groups });
         }
+        let mut all: Vec<LoadError> = errors
+            .into_iter()
+            .map(|message| LoadError {
+                notifier: None,
+                message,
+            })
+            .collect();
+        all.extend(notifier_errors);
+        Err(all)
     }
 
     fn interval_ms(&self, g: &LoadedGroup) -> i64 {
@@ -193,7 +229,10 @@ impl Live {
                 &[],
             ),
         });
-        registry.set_render(ALERTS_KEY, Arc::new(AlertsRender(Arc::downgrade(&live))));
+        registry.set_render(
+            ALERTS_KEY,
+            Arc::new(view::AlertsRender(Arc::downgrade(&live))),
+        );
         live
     }
 
@@ -448,233 +487,6 @@ impl State {
             external_url: cfg.external_url.trim_end_matches('/').to_string(),
             resend_delay_ms: cfg.resend_delay.0.as_millis() as i64,
             dirty: false,
-        }
-    }
-}
-
-/// Runs the schedule until `stop`, handing due alerts to `alerts`. A full
-/// notification queue never holds evaluation back: the batch is dropped
-/// and counted (the next resend carries the alerts again).
-pub async fn run(live: Arc<Live>, alerts: mpsc::Sender<Vec<NotifyAlert>>, stop: Shutdown) {
-    let dropped = live.registry.counter(
-        "weir_notification_batches_dropped_total",
-        "Batches of due alerts dropped because the notifiers' queue was full.",
-        &[],
-    );
-    loop {
-        let now = now_ms();
-        let wake = live.next_wake_ms();
-        if wake > now {
-            let wait = Duration::from_millis((wake - now) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait() => break,
-            }
-            continue;
-        }
-        let l = live.clone();
-        let due = match tokio::task::spawn_blocking(move || {
-            let due = l.step(now);
-            l.persist(now);
-            due
-        })
-        .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "rule evaluation panicked; evaluating again at the next interval");
-                continue;
-            }
-        };
-        if !due.is_empty() && alerts.try_send(due).is_err() {
-            dropped.inc();
-        }
-    }
-    live.persist(now_ms());
-}
-
-impl RulesView for Live {
-    fn with_storage(&self, f: &mut dyn FnMut(&dyn Storage)) {
-        let st = self.read();
-        let layered = super::group::Layered {
-            base: &st.history,
-            top: &st.results,
-        };
-        f(&layered);
-    }
-
-    fn groups(&self) -> Vec<GroupStatus> {
-        let st = self.read();
-        st.groups
-            .iter()
-            .map(|g| {
-                let group = g.eval.group();
-                GroupStatus {
-                    name: group.name.clone(),
-                    file: g.file.clone(),
-                    interval_ms: g.interval_ms,
-                    limit: group.limit,
-                    last_evaluation_ms: g.last_ms,
-                    evaluation_seconds: g.seconds,
-                    rules: group
-                        .rules
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            let h = &g.rules[i];
-                            let kind = match &r.kind {
-                                RuleKind::Recording => RuleStatusKind::Recording,
-                                RuleKind::Alerting(spec) => {
-                                    let a = g.eval.alerts(i);
-                                    RuleStatusKind::Alerting {
-                                        for_ms: spec.for_ms,
-                                        keep_firing_for_ms: spec.keep_firing_for_ms,
-                                        annotations: spec.annotations.clone(),
-                                        state: a.map_or(super::state::AlertState::Inactive, |a| {
-                                            a.state()
-                                        }),
-                                        alerts: a
-                                            .map(|a| a.active_alerts().cloned().collect())
-                                            .unwrap_or_default(),
-                                    }
-                                }
-                            };
-                            RuleStatus {
-                                name: r.name.clone(),
-                                query: r.expr_text.clone(),
-                                labels: r.labels.clone(),
-                                health: h.health,
-                                last_error: h.last_error.clone(),
-                                last_evaluation_ms: h.last_ms,
-                                evaluation_seconds: 0.0,
-                                kind,
-                            }
-                        })
-                        .collect(),
-                }
-            })
-            .collect()
-    }
-
-    fn oldest_ms(&self) -> i64 {
-        self.read().history.oldest_ms().unwrap_or_else(now_ms)
-    }
-}
-
-/// `ALERTS` and `ALERTS_FOR_STATE` on `/metrics`, as the last evaluations
-/// wrote them. Holds the evaluator weakly: a reload that replaces it
-/// leaves nothing behind.
-struct AlertsRender(std::sync::Weak<Live>);
-
-impl Render for AlertsRender {
-    fn render(&self, out: &mut String) {
-        let Some(live) = self.0.upgrade() else {
-            return;
-        };
-        let st = live.read();
-        let mut by_name: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
-        for s in st.groups.iter().flat_map(|g| &g.alert_samples) {
-            by_name
-                .entry(s.labels.get(super::promql::value::METRIC_NAME))
-                .or_default()
-                .push(s);
-        }
-        for (name, samples) in by_name {
-            let help = if name == "ALERTS" {
-                "Pending and firing alerts of weir's rules (1 each)."
-            } else {
-                "When each pending or firing alert became active (Unix seconds)."
-            };
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for s in samples {
-                out.push_str(name);
-                let labels = s.labels.without_name();
-                write_labels(out, labels.iter());
-                out.push(' ');
-                out.push_str(&crate::metrics::store::format_value(s.v));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-/// The running alerting: the evaluator's and the notifiers' tasks.
-pub struct Service {
-    pub live: Arc<Live>,
-    notifiers: tokio::sync::watch::Sender<Arc<deliver::Notifiers>>,
-    registry: Registry,
-    stop: Shutdown,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Service {
-    /// Starts evaluating `alerting`'s rules and delivering their alerts.
-    pub fn start(
-        alerting: &Alerting,
-        registry: &Registry,
-        data_dir: &Path,
-    ) -> Result<Service, String> {
-        let resend = alerting.config.resend_delay.0.as_millis() as i64;
-        let built = deliver::Notifiers::build(
-            &alerting.config.notify,
-            resend,
-            &alerting.config.external_url,
-            registry,
-        )?;
-        let live = Live::start(alerting, registry, data_dir);
-        let (ntx, nrx) = tokio::sync::watch::channel(Arc::new(built));
-        let (atx, arx) = mpsc::channel(64);
-        let stop = Shutdown::default();
-        let tasks = vec![
-            tokio::spawn(run(live.clone(), atx, stop.clone())),
-            tokio::spawn(deliver::run(
-                nrx,
-                arx,
-                registry.clone(),
-                data_dir.to_path_buf(),
-                stop.clone(),
-            )),
-        ];
-        tracing::info!(
-            groups = alerting.groups.len(),
-            rules = alerting.rule_count(),
-            interval = ?alerting.config.evaluation_interval.0,
-            "evaluating alert rules"
-        );
-        Ok(Service {
-            live,
-            notifiers: ntx,
-            registry: registry.clone(),
-            stop,
-            tasks,
-        })
-    }
-
-    /// Applies a reloaded `alerting:` section: new rules (unchanged ones
-    /// keep their alerts) and new notifiers.
-    pub fn reload(&self, alerting: &Alerting) {
-        let resend = alerting.config.resend_delay.0.as_millis() as i64;
-        match deliver::Notifiers::build(
-            &alerting.config.notify,
-            resend,
-            &alerting.config.external_url,
-            &self.registry,
-        ) {
-            Ok(n) => {
-                let _ = self.notifiers.send(Arc::new(n));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload: cannot build the notifiers; keeping the previous ones")
-            }
-        }
-        self.live.reload(alerting);
-    }
-
-    /// Stops both tasks, saving the alert state.
-    pub async fn stop(self) {
-        self.stop.trigger();
-        for t in self.tasks {
-            let _ = t.await;
         }
     }
 }

@@ -238,7 +238,13 @@ impl NotifierConfig {
             return Ok(());
         }
         if kind == "email" {
-            return self.email().and_then(|e| e.check());
+            // The email module names its setting `tls`; here it is `smtp_tls`
+            // (`tls` is the HTTP notifiers' CA setting).
+            return self
+                .email()
+                .and_then(|e| e.check())
+                .map_err(|e| e.replace("`tls: ", "`smtp_tls: "))
+                .and_then(|()| self.route().check());
         }
         if kind != "alertmanager" {
             self.route().check()?;
