@@ -195,7 +195,12 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 let limits = api::Limits::new(&pipeline.api, open_files);
-                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health and /ready");
+                let api_v1 = if alerting.is_some() {
+                    ", /api/v1/*"
+                } else {
+                    ""
+                };
+                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health, /ready{api_v1}");
                 let state = ApiState {
                     registry: registry.clone(),
                     ready: ready.clone(),

@@ -551,3 +551,89 @@ fn shipped_alerting_pipeline_turns_on_what_the_environment_sets() {
     );
     assert!(stdout.contains("3 of 6 notifiers on"), "{stdout}");
 }
+
+fn promtool(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("/usr/bin/promtool")
+        .args(args)
+        .output()
+        .expect("promtool is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// promtool, a client nobody here wrote, reads the running weir: the
+/// raw expression evaluated at a rule's evaluation times equals what the
+/// recording rule wrote then.
+#[test]
+fn promtool_queries_the_running_weir_and_agrees_with_its_rules() {
+    let s = Scratch::new();
+    s.write("rules.yml", RULES);
+    let p = pipeline(&s, "p.yaml", &pipeline_yaml(None));
+    append(&s, 200, 10);
+    let weir = Running::start(s.weir(&["run", &p]));
+    let addr = weir.api_address();
+    let url = format!("http://{addr}");
+    for _ in 0..40 {
+        append(&s, 500, 3);
+        append(&s, 200, 5);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The time of the newest recorded sample: an evaluation time.
+    let v = promtool(&[
+        "query",
+        "instant",
+        "-o",
+        "json",
+        &url,
+        "timestamp(job:errors:rate10s)",
+    ]);
+    let t = v[0]["value"][1].as_str().unwrap().to_string();
+    let raw = r#"sum(rate(fastapi_requests_total{status_code=~"5.."}[10s]))"#;
+    let recorded = promtool(&[
+        "query",
+        "instant",
+        "-o",
+        "json",
+        &format!("--time={t}"),
+        &url,
+        "job:errors:rate10s",
+    ]);
+    let computed = promtool(&[
+        "query",
+        "instant",
+        "-o",
+        "json",
+        &format!("--time={t}"),
+        &url,
+        raw,
+    ]);
+    let r = recorded[0]["value"][1].as_str().unwrap();
+    assert_eq!(r, computed[0]["value"][1].as_str().unwrap());
+    assert!(r.parse::<f64>().unwrap() > 0.0, "{r}");
+
+    // The same over a range whose steps are evaluation times.
+    let end: f64 = t.parse().unwrap();
+    let start = format!("{}", end - 3.0);
+    let range = |expr: &str| {
+        promtool(&[
+            "query",
+            "range",
+            "-o",
+            "json",
+            &format!("--start={start}"),
+            &format!("--end={t}"),
+            "--step=1s",
+            &url,
+            expr,
+        ])
+    };
+    let recorded = range("job:errors:rate10s");
+    let computed = range(raw);
+    let values = |v: &serde_json::Value| v[0]["values"].as_array().unwrap().clone();
+    assert!(values(&recorded).len() >= 2, "{recorded}");
+    assert_eq!(values(&recorded), values(&computed));
+}
