@@ -51,6 +51,12 @@ pub trait SinkSpec: Debug + Send + Sync {
     /// Starts the sink's task. Fails only for what depends on the machine
     /// at start (a CA file that went away, a client that cannot be built).
     fn start(&self, cx: SinkContext) -> Result<JoinHandle<()>, String>;
+
+    /// A `metrics` sink's settings (what it derives), for the rule lints,
+    /// exports and back-tests; `None` for every other sink.
+    fn metrics(&self) -> Option<&crate::metrics::MetricsConfig> {
+        None
+    }
 }
 
 /// What a transform is started with.

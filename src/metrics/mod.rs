@@ -322,6 +322,10 @@ impl std::fmt::Debug for Spec {
 }
 
 impl SinkSpec for Spec {
+    fn metrics(&self) -> Option<&MetricsConfig> {
+        Some(&self.cfg)
+    }
+
     fn start(&self, cx: SinkContext) -> Result<tokio::task::JoinHandle<()>, String> {
         let prepared = self.prepared.lock().expect("metrics spec lock").take();
         let prepared = match prepared {
