@@ -26,6 +26,23 @@ pub struct RunArgs {
     pub pipeline: Option<PathBuf>,
     pub once: bool,
     pub metrics_file: Option<PathBuf>,
+    /// With `--once` and alert rules: call the notifiers (a back-test
+    /// does not by default).
+    pub notify: bool,
+    /// With `--once` and alert rules: the back-test's time span and
+    /// out-of-order window.
+    pub backtest: BacktestArgs,
+}
+
+/// The back-test's bounds (`weir backtest --from/--to/--window`).
+#[derive(Debug, Clone, Default)]
+pub struct BacktestArgs {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// 0: the default, 5 minutes.
+    pub window_ms: i64,
+    /// Where `backtest/alerts.ndjson` goes (default: the `data_dir`).
+    pub out_dir: Option<PathBuf>,
 }
 
 fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
@@ -122,6 +139,115 @@ pub fn test(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// Options of `weir backtest`.
+#[derive(Debug, Clone, Default)]
+pub struct BacktestCommand {
+    pub rules: Vec<String>,
+    pub logs: Vec<String>,
+    pub pipeline: Option<PathBuf>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub window: Option<String>,
+    pub notify: bool,
+}
+
+/// `weir backtest RULES --logs GLOB`: what the rules would have done over
+/// old logs (see `alert::backtest::pipeline`).
+pub fn backtest(cmd: BacktestCommand) -> ExitCode {
+    let (text, origin) = match &cmd.pipeline {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (t, p.display().to_string()),
+            Err(e) => {
+                eprintln!("error: cannot read the pipeline file {}: {e}", p.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => (
+            EMBEDDED_DEFAULT.to_string(),
+            "<embedded feynman.yaml>".to_string(),
+        ),
+    };
+    let expanded = match crate::config::env::expand(&text, |k| std::env::var(k).ok()) {
+        Ok(x) => x.text,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {origin}: {}", e.message);
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let bad = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let time = |s: &Option<String>| {
+        s.as_deref()
+            .map(crate::alert::backtest::pipeline::parse_time)
+            .transpose()
+    };
+    let (from_ms, to_ms) = match (time(&cmd.from), time(&cmd.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
+    };
+    let window_ms = match cmd
+        .window
+        .as_deref()
+        .map(crate::alert::rules::parse_duration)
+    {
+        None => 0,
+        Some(Ok(ms)) => ms,
+        Some(Err(e)) => return bad(format!("--window: {e}")),
+    };
+    let scratch = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => return bad(format!("cannot make a scratch directory: {e}")),
+    };
+    let built =
+        crate::alert::backtest::pipeline::build(&crate::alert::backtest::pipeline::Request {
+            text: &expanded,
+            origin: &origin,
+            rules: &cmd.rules,
+            logs: &cmd.logs,
+            notify: cmd.notify,
+            scratch: &scratch,
+        });
+    let (pipeline, data_dir) = match built {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let code = run_pipeline(
+        pipeline,
+        RunArgs {
+            pipeline: None,
+            once: true,
+            metrics_file: None,
+            notify: cmd.notify,
+            backtest: BacktestArgs {
+                from_ms,
+                to_ms,
+                window_ms,
+                out_dir: Some(data_dir),
+            },
+        },
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    code
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for n in 0..1000u32 {
+        let d = base.join(format!("weir-backtest-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free name"))
+}
+
 /// `weir run`: runs a pipeline until it is stopped or, with `--once`, until
 /// its input is read to the end.
 pub fn run(args: RunArgs) -> ExitCode {
@@ -134,6 +260,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    run_pipeline(pipeline, args)
+}
+
+fn run_pipeline(pipeline: Pipeline, args: RunArgs) -> ExitCode {
     for w in &pipeline.warnings {
         tracing::warn!("{w}");
     }
@@ -174,7 +304,55 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             crate::rlimit::nofile().ok().and_then(|l| l.soft)
         }
     };
-    let alerting = match &pipeline.alerting {
+    // A replay with alert rules is a back-test: rules run on the logs' time.
+    let mut notifying = None;
+    let backtest = match (&pipeline.alerting, args.once) {
+        (Some(a), true) => {
+            let notify = if args.notify {
+                match crate::alert::live::Service::notifiers(a, &registry, &pipeline.data_dir) {
+                    Ok((tx, n)) => {
+                        notifying = Some(n);
+                        Some(tx)
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot start the notifiers: {e}");
+                        return ExitCode::from(EXIT_RUNTIME);
+                    }
+                }
+            } else {
+                None
+            };
+            let b = &args.backtest;
+            let opts = crate::alert::backtest::Options {
+                from_ms: b.from_ms,
+                to_ms: b.to_ms,
+                window_ms: if b.window_ms > 0 {
+                    b.window_ms
+                } else {
+                    5 * 60_000
+                },
+                notify,
+            };
+            tracing::info!(
+                notify = args.notify,
+                "back-testing the alert rules on the logs' own time (notifiers are {})",
+                if args.notify {
+                    "on"
+                } else {
+                    "off; --notify turns them on"
+                }
+            );
+            let out = b
+                .out_dir
+                .clone()
+                .unwrap_or_else(|| pipeline.data_dir.clone());
+            Some(Arc::new(crate::alert::backtest::Backtest::new(
+                a, &out, opts,
+            )))
+        }
+        _ => None,
+    };
+    let alerting = match pipeline.alerting.as_ref().filter(|_| backtest.is_none()) {
         Some(a) => match crate::alert::live::Service::start(a, &registry, &pipeline.data_dir) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
@@ -252,6 +430,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             load: loader,
             applied: Box::new(on_reloaded),
         },
+        backtest.clone(),
         || {
             ready.store(true, Ordering::SeqCst);
             tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
@@ -292,6 +471,12 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         && let Ok(s) = Arc::try_unwrap(s)
     {
         s.stop().await;
+    }
+    if let Some(bt) = &backtest {
+        print!("{}", bt.table());
+    }
+    if let Some(n) = notifying {
+        n.finish().await;
     }
     api_stop.trigger();
     if let Some(t) = api_task {

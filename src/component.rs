@@ -75,6 +75,9 @@ pub struct SinkContext {
     pub data_dir: PathBuf,
     /// The pipeline's stop: deliver within its grace period.
     pub shutdown: Shutdown,
+    /// In `--once` runs with alert rules: the back-test a metrics sink
+    /// drives on the events' own time.
+    pub backtest: Option<Arc<crate::alert::backtest::Backtest>>,
 }
 
 pub type SourceKind = Kind<dyn SourceSpec>;

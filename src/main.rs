@@ -30,6 +30,9 @@ enum Command {
         /// (node_exporter textfile-collector format).
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<PathBuf>,
+        /// With --once and alert rules (a back-test): call the notifiers too.
+        #[arg(long)]
+        notify: bool,
     },
     /// Check pipeline files and Prometheus rule files (a top-level `groups:`);
     /// exit 2 with file:line:column on any problem.
@@ -42,6 +45,32 @@ enum Command {
     Test {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// What alert rules would have done over old logs: evaluates them on the
+    /// logs' own time and writes every alert that would have fired to
+    /// <data_dir>/backtest/alerts.ndjson (no notifier is called without --notify).
+    Backtest {
+        /// Rule files (globs).
+        #[arg(required = true)]
+        rules: Vec<String>,
+        /// The logs to read (globs; rotated and gzipped generations too).
+        #[arg(long, required = true)]
+        logs: Vec<String>,
+        /// The pipeline whose metrics the rules read (default: the embedded feynman.yaml).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Leave out lines before this time (RFC 3339, a date, or Unix seconds).
+        #[arg(long)]
+        from: Option<String>,
+        /// Leave out lines after this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// How far out of order a line may be and still count at its own time (default 5m).
+        #[arg(long)]
+        window: Option<String>,
+        /// Call the pipeline's notifiers with what fires.
+        #[arg(long)]
+        notify: bool,
     },
     /// Write synthetic logs in the Feynman app's format (fixtures, benchmarks).
     Generate {
@@ -82,10 +111,30 @@ fn main() -> ExitCode {
             pipeline,
             once,
             metrics_file,
+            notify,
         } => commands::run(RunArgs {
             pipeline,
             once,
             metrics_file,
+            notify,
+            backtest: Default::default(),
+        }),
+        Command::Backtest {
+            rules,
+            logs,
+            pipeline,
+            from,
+            to,
+            window,
+            notify,
+        } => commands::backtest(commands::BacktestCommand {
+            rules,
+            logs,
+            pipeline,
+            from,
+            to,
+            window,
+            notify,
         }),
         Command::Validate { pipelines } => commands::validate(&pipelines),
         Command::Test { files } => commands::test(&files),

@@ -15,6 +15,8 @@
 //!   `query_range`, `series`, `labels`, `alerts`, `rules`, …) over that
 //!   view, for Grafana and promtool.
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
+//! - [`backtest`]: the rules evaluated on the logs' own time (`--once`,
+//!   `weir backtest`).
 //! - [`live`]: the rules evaluated on the wall clock inside `weir run`,
 //!   over the history of weir's own `/metrics`.
 //! - [`notify`]: notification payloads (Alertmanager, webhook, Slack,
@@ -24,6 +26,7 @@
 //! running shipper (routing, grouping) come later; nothing in the running
 //! shipper uses this yet.
 
+pub mod backtest;
 mod compat;
 pub mod group;
 pub mod live;

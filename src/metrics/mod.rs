@@ -349,6 +349,16 @@ impl SinkSpec for Spec {
             awaiting = Some(waiting);
         }
         let input = cx.input;
+        if let Some(bt) = cx.backtest.filter(|b| b.claim()) {
+            let registry = cx.registry.clone();
+            return Ok(tokio::spawn(async move {
+                crate::alert::backtest::drive(derived, input, bt, registry).await;
+                if let Some((stop, done)) = pusher {
+                    let _ = stop.send(());
+                    let _ = done.await;
+                }
+            }));
+        }
         Ok(tokio::spawn(async move {
             run(derived, input, awaiting).await;
             if let Some((stop, done)) = pusher {

@@ -23,6 +23,7 @@ pub struct Context {
     /// The pipeline's stop (sinks deliver within its grace period).
     pub shutdown: Shutdown,
     pub once: bool,
+    pub backtest: Option<Arc<crate::alert::backtest::Backtest>>,
 }
 
 /// Starts a sink reading `rx`; `stop` is its own (see the topology).
@@ -38,6 +39,7 @@ pub fn sink(
         registry: cx.registry.clone(),
         data_dir: cx.data_dir.clone(),
         shutdown: stop,
+        backtest: cx.backtest.clone(),
     })
 }
 

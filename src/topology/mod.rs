@@ -180,6 +180,7 @@ pub async fn run(
     shutdown: &Shutdown,
     once: bool,
     reloading: Reloading,
+    backtest: Option<Arc<crate::alert::backtest::Backtest>>,
     on_started: impl FnOnce(),
 ) -> Outcome {
     let Reloading {
@@ -194,6 +195,7 @@ pub async fn run(
             data_dir: pipeline.data_dir.clone(),
             shutdown: shutdown.clone(),
             once,
+            backtest,
         },
         grace: pipeline.grace_period,
         sources: HashMap::new(),

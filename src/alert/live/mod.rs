@@ -29,7 +29,7 @@ pub mod scrape;
 mod service;
 mod view;
 
-pub use service::Service;
+pub use service::{Notifying, Service};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

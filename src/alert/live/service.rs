@@ -133,3 +133,52 @@ impl Service {
         }
     }
 }
+
+/// Notifiers running on their own, for a back-test asked to notify.
+pub struct Notifying {
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+    /// How long to let the last alerts reach the notifiers' groups.
+    drain: Duration,
+}
+
+impl Service {
+    /// Starts only the notifiers of `alerting`; the sender takes due alerts.
+    pub fn notifiers(
+        alerting: &Alerting,
+        registry: &Registry,
+        data_dir: &Path,
+    ) -> Result<(mpsc::Sender<Vec<NotifyAlert>>, Notifying), String> {
+        let cfg = &alerting.config;
+        let resend = cfg.resend_delay.0.as_millis() as i64;
+        let built = deliver::Notifiers::build(&cfg.notify, resend, &cfg.external_url, registry)?;
+        let (_ntx, nrx) = tokio::sync::watch::channel(Arc::new(built));
+        let (atx, arx) = mpsc::channel(64);
+        let stop = Shutdown::default();
+        let task = tokio::spawn(deliver::run(
+            nrx,
+            arx,
+            registry.clone(),
+            data_dir.to_path_buf(),
+            stop.clone(),
+        ));
+        let wait = cfg
+            .notify
+            .iter()
+            .filter(|n| n.enabled() && n.kind != "alertmanager")
+            .map(|n| n.route().group_wait.0)
+            .max()
+            .unwrap_or_default();
+        let drain = (wait + Duration::from_secs(2)).min(Duration::from_secs(60));
+        Ok((atx, Notifying { stop, task, drain }))
+    }
+}
+
+impl Notifying {
+    /// Gives the last notifications time to go out, then stops.
+    pub async fn finish(self) {
+        tokio::time::sleep(self.drain).await;
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+}

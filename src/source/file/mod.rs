@@ -298,8 +298,16 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
         }
         t.probe_waiting();
         let (mut progressed, mut backlog) = (false, false);
+        // A replay reads one file at a time, the oldest first, so that
+        // rotated generations come in time order (the back-test counts
+        // lines on their own time); live, every file gets its share.
+        let only = t.ctx.once.then(|| t.files.oldest_unread()).flatten();
         let mut i = 0;
         while i < t.files.len() {
+            if only.is_some_and(|o| o != i) {
+                i += 1;
+                continue;
+            }
             match t.read_file(i) {
                 Ok(p) => {
                     progressed |= p;

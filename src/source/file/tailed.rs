@@ -234,6 +234,19 @@ impl TailedFiles {
         }
     }
 
+    /// The file not read to its end yet that was modified longest ago
+    /// (by path when the times are equal or unknown).
+    pub(super) fn oldest_unread(&self) -> Option<usize> {
+        self.iter()
+            .enumerate()
+            .filter(|(_, f)| !f.at_eof)
+            .min_by_key(|(_, f)| {
+                let modified = std::fs::metadata(&f.path).and_then(|m| m.modified()).ok();
+                (modified, f.path.clone())
+            })
+            .map(|(i, _)| i)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.files.len()
     }
