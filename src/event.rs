@@ -68,6 +68,10 @@ pub struct Event {
     verbatim: bool,
     /// Event time, nanoseconds since the Unix epoch (UTC).
     pub time: i64,
+    /// Whether `time` came from the line itself (its timestamp field)
+    /// rather than from when it was read; a back-test's clock follows
+    /// only those.
+    pub timed: bool,
     /// Set by file sources.
     pub origin: Option<Origin>,
 }
@@ -84,6 +88,7 @@ impl Event {
             }],
             verbatim: false,
             time,
+            timed: false,
             origin: None,
         }
     }
@@ -96,6 +101,7 @@ impl Event {
             fields,
             verbatim,
             time,
+            timed: false,
             origin: None,
         }
     }

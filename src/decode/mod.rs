@@ -219,7 +219,10 @@ impl Decoder {
             Ok(mut event) => {
                 if let Some((field, parser)) = &self.time_field {
                     match event.get(field).and_then(|v| parser.parse(v)) {
-                        Some(t) => event.time = t,
+                        Some(t) => {
+                            event.time = t;
+                            event.timed = true;
+                        }
                         None => self.local_fallback += 1,
                     }
                 }

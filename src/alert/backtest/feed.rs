@@ -7,6 +7,10 @@
 //! first. A line later than that is counted at once, at the current step,
 //! and counted in `weir_backtest_late_lines_total`.
 //!
+//! A line without a time of its own (a plain-text line kept by `on_error:
+//! keep`, a line whose timestamp is missing) counts at once, at the
+//! current step: it does not move the clock.
+//!
 //! A batch is acknowledged once every one of its events has been counted,
 //! in the order the batches came.
 
@@ -47,7 +51,14 @@ impl Feed<'_> {
     fn take(&mut self, batch: SharedBatch) {
         let number = self.first + self.held.len() as u64;
         let mut left = 0;
+        let mut untimed = Vec::new();
         for (i, e) in batch.events.iter().enumerate() {
+            if !e.timed {
+                // No time of its own (a plain-text line, a line without a
+                // timestamp): it counts at the current step.
+                untimed.push(i);
+                continue;
+            }
             let t = e.time.div_euclid(1_000_000);
             if !self.bt.wanted(t) {
                 continue;
@@ -56,6 +67,12 @@ impl Feed<'_> {
             self.arrivals += 1;
             self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
             self.heap.push(Reverse(((t, self.arrivals), (number, i))));
+        }
+        for &i in &untimed {
+            self.derived.apply(std::slice::from_ref(&batch.events[i]));
+        }
+        if !untimed.is_empty() {
+            self.bt.counted(untimed.len() as u64);
         }
         self.held.push_back(Held { batch, left });
         let horizon = self.newest.map(|n| n.saturating_sub(self.bt.window_ms()));

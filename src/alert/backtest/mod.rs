@@ -276,7 +276,7 @@ impl Inner {
                 self.last_samples = scrape::parse(&text).0;
                 self.changed = false;
             }
-            self.history.ingest(self.last_samples.clone(), t);
+            self.history.ingest(&self.last_samples, t);
             self.next_scrape = Some(t + self.scrape_ms);
         }
         self.now = Some(t);

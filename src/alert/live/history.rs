@@ -14,11 +14,11 @@
 //! rebuilt from `/metrics` after a restart; counters restart as Prometheus
 //! sees a restarted target).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use promql_parser::label::{MatchOp, Matcher};
 
-use crate::alert::promql::value::{METRIC_NAME, stale_nan};
+use crate::alert::promql::value::{METRIC_NAME, is_stale_nan, stale_nan};
 use crate::alert::promql::{Labels, Series, Storage};
 
 type Samples = VecDeque<(i64, f64)>;
@@ -27,8 +27,9 @@ type Samples = VecDeque<(i64, f64)>;
 #[derive(Debug, Default)]
 pub struct History {
     by_name: BTreeMap<String, BTreeMap<Labels, Samples>>,
-    /// Series in the last scrape (to mark the vanished ones stale).
-    last: HashSet<Labels>,
+    /// The time of the last scrape (its series that the next one lacks
+    /// get a stale marker).
+    last_scrape: Option<i64>,
     retention_ms: i64,
     max_series: usize,
     series: usize,
@@ -46,16 +47,17 @@ impl History {
     }
 
     /// Adds one scrape taken at `t_ms`; returns how many series were left
-    /// out because the store is full.
-    pub fn ingest(&mut self, scrape: Vec<(Labels, f64)>, t_ms: i64) -> usize {
-        let mut now = HashSet::with_capacity(scrape.len());
+    /// out because the store is full. Label sets are cloned only for
+    /// series not seen before.
+    pub fn ingest(&mut self, scrape: &[(Labels, f64)], t_ms: i64) -> usize {
         let mut left_out = 0;
         for (labels, v) in scrape {
-            let group = self
-                .by_name
-                .entry(labels.get(METRIC_NAME).to_string())
-                .or_default();
-            let samples = match group.get_mut(&labels) {
+            let name = labels.get(METRIC_NAME);
+            let group = match self.by_name.get_mut(name) {
+                Some(g) => g,
+                None => self.by_name.entry(name.to_string()).or_default(),
+            };
+            let samples = match group.get_mut(labels) {
                 Some(s) => s,
                 None if self.series >= self.max_series => {
                     left_out += 1;
@@ -66,19 +68,19 @@ impl History {
                     group.entry(labels.clone()).or_default()
                 }
             };
-            push(samples, t_ms, v);
-            now.insert(labels);
+            push(samples, t_ms, *v);
         }
-        for gone in self.last.difference(&now) {
-            if let Some(s) = self
-                .by_name
-                .get_mut(gone.get(METRIC_NAME))
-                .and_then(|g| g.get_mut(gone))
-            {
-                push(s, t_ms, stale_nan());
+        // In the previous scrape but not in this one: stale from now on.
+        if let Some(prev) = self.last_scrape.filter(|p| *p != t_ms) {
+            for s in self.by_name.values_mut().flat_map(|g| g.values_mut()) {
+                if s.back()
+                    .is_some_and(|(t, v)| *t == prev && !is_stale_nan(*v))
+                {
+                    push(s, t_ms, stale_nan());
+                }
             }
         }
-        self.last = now;
+        self.last_scrape = Some(t_ms);
         self.dropped += left_out as u64;
         self.trim(t_ms);
         left_out
@@ -180,7 +182,6 @@ impl Storage for History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::promql::value::is_stale_nan;
 
     fn l(name: &str, a: &str) -> Labels {
         Labels::from_pairs([(METRIC_NAME, name), ("a", a)])
@@ -194,9 +195,9 @@ mod tests {
     #[test]
     fn a_vanished_series_gets_one_stale_marker() {
         let mut h = History::new(60_000, 100);
-        h.ingest(vec![(l("x", "1"), 1.0), (l("x", "2"), 2.0)], 1000);
-        h.ingest(vec![(l("x", "1"), 3.0)], 2000);
-        h.ingest(vec![(l("x", "1"), 4.0)], 3000);
+        h.ingest(&[(l("x", "1"), 1.0), (l("x", "2"), 2.0)], 1000);
+        h.ingest(&[(l("x", "1"), 3.0)], 2000);
+        h.ingest(&[(l("x", "1"), 4.0)], 3000);
         let s = all(&h, "x");
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].samples, vec![(1000, 1.0), (2000, 3.0), (3000, 4.0)]);
@@ -207,9 +208,9 @@ mod tests {
     #[test]
     fn old_samples_and_empty_series_go() {
         let mut h = History::new(10_000, 100);
-        h.ingest(vec![(l("x", "1"), 1.0), (l("y", "1"), 1.0)], 0);
-        h.ingest(vec![(l("x", "1"), 2.0)], 5_000);
-        h.ingest(vec![(l("x", "1"), 3.0)], 20_000);
+        h.ingest(&[(l("x", "1"), 1.0), (l("y", "1"), 1.0)], 0);
+        h.ingest(&[(l("x", "1"), 2.0)], 5_000);
+        h.ingest(&[(l("x", "1"), 3.0)], 20_000);
         assert_eq!(all(&h, "x")[0].samples, vec![(20_000, 3.0)]);
         assert!(all(&h, "y").is_empty());
         assert_eq!(h.len(), 1);
@@ -220,13 +221,13 @@ mod tests {
     fn full_store_keeps_what_it_has_and_counts_the_rest() {
         let mut h = History::new(60_000, 2);
         let left = h.ingest(
-            vec![(l("x", "1"), 1.0), (l("x", "2"), 1.0), (l("x", "3"), 1.0)],
+            &[(l("x", "1"), 1.0), (l("x", "2"), 1.0), (l("x", "3"), 1.0)],
             0,
         );
         assert_eq!(left, 1);
         assert_eq!(h.len(), 2);
         assert_eq!(h.dropped(), 1);
-        h.ingest(vec![(l("x", "1"), 2.0), (l("x", "2"), 2.0)], 1000);
+        h.ingest(&[(l("x", "1"), 2.0), (l("x", "2"), 2.0)], 1000);
         assert_eq!(all(&h, "x").len(), 2);
     }
 }

@@ -361,7 +361,7 @@ impl Live {
             self.scrape_failures.add(bad as u64);
         }
         let mut st = self.write();
-        let left_out = st.history.ingest(samples, now);
+        let left_out = st.history.ingest(&samples, now);
         if left_out > 0 {
             self.dropped_series.add(left_out as u64);
         }

@@ -253,7 +253,13 @@ impl NotifierConfig {
             crate::alert::notify::message::MessageTemplate::parse("message", t)?;
         }
         if kind != "email" && self.url_file.is_none() {
-            for u in self.url.iter().chain(&self.urls) {
+            let several = kind == "alertmanager";
+            for u in self
+                .url
+                .iter()
+                .chain(&self.urls)
+                .flat_map(|u| split_if(u, several))
+            {
                 let u = u.trim();
                 if !u.is_empty() && !crate::http::is_http_url(u) {
                     return Err(format!(
@@ -320,7 +326,16 @@ impl NotifierConfig {
         if let Some(u) = value_or_file(&self.url, &self.url_file, "URL")? {
             urls.push(u);
         }
-        urls.extend(self.urls.iter().filter(|u| !u.trim().is_empty()).cloned());
+        urls.extend(self.urls.iter().cloned());
+        // `urls: ["${ALERTMANAGER_URL:-}"]` with `a,b` in the variable.
+        let several = self.kind == "alertmanager";
+        let urls: Vec<String> = urls
+            .iter()
+            .flat_map(|u| split_if(u, several))
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
         urls.iter()
             .map(|u| {
                 let mut u = u.trim().to_string();
@@ -338,6 +353,16 @@ impl NotifierConfig {
                 crate::http::Target::new(server, u, self.timeout(), self.tls.as_ref(), self.auth())
             })
             .collect()
+    }
+}
+
+/// An Alertmanager entry may list several URLs, comma separated; other
+/// URLs are taken whole (a query string may hold a comma).
+fn split_if(u: &str, several: bool) -> Vec<&str> {
+    if several {
+        u.split(',').collect()
+    } else {
+        vec![u]
     }
 }
 
