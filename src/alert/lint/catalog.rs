@@ -92,7 +92,7 @@ impl Found<'_> {
         }
     }
 
-    /// Whether the series only goes up (a counter, or a histogram's parts).
+    /// Whether the series is a gauge (`rate()` of it is wrong).
     pub fn is_gauge(&self) -> bool {
         matches!(self.family.kind, MetricType::Gauge)
     }

@@ -24,9 +24,11 @@
 //!    (`date` label) that does not pick one date, so yesterday's series,
 //!    kept `keep_days` at its final value, goes on firing after midnight.
 //!
-//! Without a catalog (a bare rule file with no `--pipeline`) only 4 and 5
-//! run, with every metric's labels unknown: nothing there can be told
-//! about which metrics exist.
+//! Without a catalog (a bare rule file with no `--pipeline`) only 4 and
+//! the first half of 5 run, with every metric's labels and type unknown:
+//! nothing can be told there about which metrics exist. (Linting against
+//! the embedded default pipeline instead would flag every metric of any
+//! other application as unknown.)
 
 pub mod catalog;
 pub mod labels;
