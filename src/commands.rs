@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::alert::rules;
+use crate::alert::{lint, rules};
 use crate::api::{self, ApiState};
 use crate::config::{ConfigErrors, EMBEDDED_DEFAULT, Pipeline};
 use crate::shutdown::Shutdown;
@@ -54,15 +54,46 @@ fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
     }
 }
 
+/// Options of `weir validate`.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateArgs {
+    /// The pipeline whose catalog bare rule files are linted against.
+    pub pipeline: Option<PathBuf>,
+    /// Lint warnings make the exit code 2.
+    pub strict: bool,
+}
+
 /// `weir validate FILE...`: checks each file, prints every problem. A file
 /// with a top-level `groups:` key is a Prometheus rule file, any other a
-/// pipeline.
-pub fn validate(paths: &[PathBuf]) -> ExitCode {
+/// pipeline. Alert rules are then linted ([`crate::alert::lint`]): a
+/// pipeline's against what it derives, a rule file's against the
+/// `--pipeline` given, or without it with the lints that need no pipeline.
+pub fn validate(paths: &[PathBuf], args: &ValidateArgs) -> ExitCode {
     let mut failed = false;
+    let against = match &args.pipeline {
+        None => None,
+        Some(p) => match Pipeline::load(p) {
+            Ok(p) => Some(p),
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let mut lints = Vec::new();
     for path in paths {
         let is_rules = std::fs::read_to_string(path).is_ok_and(|t| rules::is_rule_file(&t));
         if is_rules {
-            failed |= !validate_rules(path);
+            match validate_rules(path) {
+                Some(file) => lints.extend(lint::lint_rule_file(
+                    &path.display().to_string(),
+                    &file,
+                    against.as_ref(),
+                )),
+                None => failed = true,
+            }
             continue;
         }
         match Pipeline::load(path) {
@@ -87,6 +118,7 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
                     "{}: ok ({s} sources, {t} transforms, {k} sinks{rules})",
                     path.display()
                 );
+                lints.extend(lint::lint_pipeline(&p));
             }
             Err(errors) => {
                 failed = true;
@@ -96,6 +128,16 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
             }
         }
     }
+    for l in &lints {
+        eprintln!("warning: {l}");
+    }
+    if args.strict && !lints.is_empty() {
+        eprintln!(
+            "error: {} rule lint warning(s), and --strict makes them errors",
+            lints.len()
+        );
+        failed = true;
+    }
     if failed {
         ExitCode::from(EXIT_CONFIG)
     } else {
@@ -103,9 +145,9 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// Checks a Prometheus rule file as `promtool check rules` does; false if
-/// it has errors.
-fn validate_rules(path: &Path) -> bool {
+/// Checks a Prometheus rule file as `promtool check rules` does; `None`
+/// if it has errors.
+fn validate_rules(path: &Path) -> Option<rules::RuleFile> {
     match rules::load(path) {
         Ok(file) => {
             for w in &file.warnings {
@@ -117,13 +159,13 @@ fn validate_rules(path: &Path) -> bool {
                 file.groups.len(),
                 file.rule_count()
             );
-            true
+            Some(file)
         }
         Err(errors) => {
             for e in &errors {
                 eprintln!("error: {e}");
             }
-            false
+            None
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use weir::commands::{self, RunArgs};
+use weir::commands::{self, RunArgs, ValidateArgs};
 
 #[derive(Parser)]
 #[command(
@@ -35,10 +35,18 @@ enum Command {
         notify: bool,
     },
     /// Check pipeline files and Prometheus rule files (a top-level `groups:`);
-    /// exit 2 with file:line:column on any problem.
+    /// exit 2 with file:line:column on any problem. Alert rules are also
+    /// linted for what can never fire (warnings; exit 2 with --strict).
     Validate {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
+        /// Lint bare rule files against this pipeline's metrics (without
+        /// it, only the lints that need no pipeline run on them).
+        #[arg(long, value_name = "PIPELINE")]
+        pipeline: Option<PathBuf>,
+        /// Exit 2 when a rule lint warns.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run Prometheus rule unit-test files as `promtool test rules` does;
     /// exit 1 if any test fails.
@@ -136,7 +144,11 @@ fn main() -> ExitCode {
             window,
             notify,
         }),
-        Command::Validate { pipelines } => commands::validate(&pipelines),
+        Command::Validate {
+            pipelines,
+            pipeline,
+            strict,
+        } => commands::validate(&pipelines, &ValidateArgs { pipeline, strict }),
         Command::Test { files } => commands::test(&files),
         Command::Generate {
             lines,

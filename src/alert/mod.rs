@@ -14,6 +14,8 @@
 //! - [`query_api`]: Prometheus' HTTP query API (`/api/v1/query`,
 //!   `query_range`, `series`, `labels`, `alerts`, `rules`, …) over that
 //!   view, for Grafana and promtool.
+//! - [`lint`]: warnings for rules that can never fire against what the
+//!   pipeline derives (`weir validate`).
 //! - [`unittest`]: `weir test`, promtool's rule unit tests.
 //! - [`backtest`]: the rules evaluated on the logs' own time (`--once`,
 //!   `weir backtest`).
@@ -29,6 +31,7 @@
 pub mod backtest;
 mod compat;
 pub mod group;
+pub mod lint;
 pub mod live;
 pub mod notify;
 pub mod promql;

@@ -143,6 +143,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The families the sink serves, as registered in its store: name,
+    /// type (a histogram's buckets) and label names.
+    pub fn families(&self) -> impl Iterator<Item = (&str, &store::Kind, &[String])> {
+        self.store
+            .families
+            .iter()
+            .map(|f| (f.name.as_str(), &f.kind, f.label_names.as_slice()))
+    }
+
     /// Registers the sink's self-metrics: the sink can run.
     pub fn register(self, registry: &Registry, sink: &str) -> Derived {
         let Prepared {
