@@ -25,6 +25,7 @@
 //! shipper uses this yet.
 
 mod compat;
+pub mod export;
 pub mod group;
 pub mod live;
 pub mod notify;
