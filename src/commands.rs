@@ -181,6 +181,49 @@ pub fn test(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// `weir rules export --to prometheus|loki`: writes the pipeline's rules
+/// for a Prometheus or a Loki ruler into `output` (default
+/// `./export/<to>`); refusals and the summary go to standard error.
+pub fn export_rules(
+    to: &str,
+    pipeline: Option<&Path>,
+    output: Option<&Path>,
+    selector: Option<&str>,
+) -> ExitCode {
+    let p = match load(pipeline) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let export = match to {
+        "prometheus" => crate::alert::export::prometheus::export(&p),
+        _ => crate::alert::export::loki::export(&p, selector),
+    };
+    let export = match export {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let dir = output.map_or_else(|| Path::new("export").join(to), Path::to_path_buf);
+    for n in &export.notes {
+        eprintln!("{n}");
+    }
+    if let Err(e) = export.write(&dir) {
+        eprintln!("error: cannot write to {}: {e}", dir.display());
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    for (f, _) in &export.files {
+        println!("{}", dir.join(f).display());
+    }
+    ExitCode::SUCCESS
+}
+
 /// Options of `weir backtest`.
 #[derive(Debug, Clone, Default)]
 pub struct BacktestCommand {

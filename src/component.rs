@@ -57,6 +57,12 @@ pub trait SinkSpec: Debug + Send + Sync {
     fn metrics(&self) -> Option<&crate::metrics::MetricsConfig> {
         None
     }
+
+    /// A `loki` sink's settings (the stream labels it attaches), for the
+    /// LogQL rule export; `None` for every other sink.
+    fn loki(&self) -> Option<&crate::sink::loki::config::LokiConfig> {
+        None
+    }
 }
 
 /// What a transform is started with.

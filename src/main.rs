@@ -80,6 +80,11 @@ enum Command {
         #[arg(long)]
         notify: bool,
     },
+    /// Work with the pipeline's alert rules outside weir.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Write synthetic logs in the Feynman app's format (fixtures, benchmarks).
     Generate {
         /// Number of lines.
@@ -97,6 +102,26 @@ enum Command {
         /// these lines (Prometheus text format), for exact comparisons.
         #[arg(long, value_name = "PATH")]
         truth: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Write the rules for a Prometheus (rule files + prometheus.yml) or
+    /// a Loki ruler (the rules rewritten in LogQL over the shipped logs).
+    Export {
+        /// `prometheus` or `loki`.
+        #[arg(long, value_parser = ["prometheus", "loki"])]
+        to: String,
+        /// Pipeline YAML file (default: the embedded feynman.yaml).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Output directory (default: ./export/<to>).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Loki: the LogQL stream selector (default: the Loki sink's fixed labels).
+        #[arg(long)]
+        selector: Option<String>,
     },
 }
 
@@ -150,6 +175,20 @@ fn main() -> ExitCode {
             strict,
         } => commands::validate(&pipelines, &ValidateArgs { pipeline, strict }),
         Command::Test { files } => commands::test(&files),
+        Command::Rules {
+            command:
+                RulesCommand::Export {
+                    to,
+                    pipeline,
+                    output,
+                    selector,
+                },
+        } => commands::export_rules(
+            &to,
+            pipeline.as_deref(),
+            output.as_deref(),
+            selector.as_deref(),
+        ),
         Command::Generate {
             lines,
             seed,

@@ -30,6 +30,7 @@
 
 pub mod backtest;
 mod compat;
+pub mod export;
 pub mod group;
 pub mod lint;
 pub mod live;

@@ -172,3 +172,16 @@ pub fn load_rules(globs: &[String], base: Option<&Path>) -> Result<Vec<LoadedGro
         Err(errors)
     }
 }
+
+/// The text of a loaded rule file (`LoadedGroup::file`): the file itself,
+/// or weir's built-in copy when that is what was loaded.
+pub fn rule_file_text(file: &str) -> std::io::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Ok(t),
+        Err(e) => BUILT_IN
+            .iter()
+            .find(|(p, _)| *p == file)
+            .map(|(_, t)| t.to_string())
+            .ok_or(e),
+    }
+}

@@ -734,6 +734,10 @@ impl SinkSpec for Spec {
         let (batch, retry) = (sink.batch_config(), sink.retry_config());
         Ok(super::spawn(cx, sink, batch, retry))
     }
+
+    fn loki(&self) -> Option<&LokiConfig> {
+        Some(&self.cfg)
+    }
 }
 
 fn check(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>> {
