@@ -15,7 +15,7 @@ use weir::telemetry::Registry;
 use weir_testkit::http_server::{self, Response};
 
 mod common;
-use common::receivers::{Child, Seen, json_answer, need_alertmanager, receiver};
+use common::receivers::{Alertmanager, Seen, json_answer, receiver};
 
 fn target(kind: Kind, url: String, secret: Option<&str>, reg: &Registry) -> NotifyTarget {
     let t = Target::new(
@@ -256,43 +256,9 @@ async fn am_alerts(addr: &str, name: &str) -> Option<Vec<serde_json::Value>> {
 
 #[tokio::test]
 async fn real_alertmanager_receives_and_resolves() {
-    let bin = need_alertmanager();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let _am = Child(
-        std::process::Command::new(bin)
-            .args([
-                &format!("--config.file={}", cfg.display()),
-                &format!("--storage.path={}", dir.path().join("data").display()),
-                &format!("--web.listen-address={addr}"),
-                "--cluster.listen-address=",
-                "--log.level=warn",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let am = Alertmanager::start();
+    let addr = am.addr.clone();
     let ready = Instant::now();
-    while am_alerts(&addr, "x").await.is_none() {
-        assert!(
-            ready.elapsed() < Duration::from_secs(30),
-            "Alertmanager did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
     let reg = Registry::default();
     let to = target(
         Kind::Alertmanager,

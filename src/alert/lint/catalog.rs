@@ -158,6 +158,7 @@ pub const SELF_METRICS: &[(&str, bool, &[&str])] = &[
     ("weir_notifications_total", true, &["notifier", "outcome"]),
     ("weir_notifications_dropped_total", true, &["notifier"]),
     ("weir_notification_batches_dropped_total", true, &[]),
+    ("weir_backtest_late_lines_total", true, &[]),
 ];
 
 /// The metrics a pipeline's rules can read.

@@ -81,10 +81,6 @@ impl Notifiers {
             seen_kind.push(&c.kind);
             let name = c.display_name(nth);
             if !c.enabled() {
-                tracing::info!(
-                    notifier = %name,
-                    "notifier has no address (its variable is unset); it is off"
-                );
                 continue;
             }
             let fail = |e: String| format!("notifier `{name}`: {e}");
@@ -156,6 +152,21 @@ impl Notifiers {
             n.direct.push(Arc::new(direct));
         }
         Ok(n)
+    }
+}
+
+/// Says which notifiers are off for want of an address (once, at start).
+pub fn announce_off(cfgs: &[NotifierConfig]) {
+    let mut seen_kind: Vec<&str> = Vec::new();
+    for c in cfgs {
+        let nth = seen_kind.iter().filter(|k| **k == c.kind).count();
+        seen_kind.push(&c.kind);
+        if !c.enabled() {
+            tracing::info!(
+                notifier = %c.display_name(nth),
+                "notifier has no address (its variable is unset); it is off"
+            );
+        }
     }
 }
 

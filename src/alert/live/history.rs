@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
 
+use crate::alert::promql::storage::select_by_name;
 use crate::alert::promql::value::{METRIC_NAME, is_stale_nan, stale_nan};
 use crate::alert::promql::{Labels, Series, Storage};
 
@@ -149,39 +150,18 @@ fn push(s: &mut Samples, t: i64, v: f64) {
 
 impl Storage for History {
     fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
-        let named = matchers
-            .iter()
-            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
-            .map(|m| m.value.as_str());
-        let groups: Vec<&BTreeMap<Labels, Samples>> = match named {
-            Some(name) => self.by_name.get(name).into_iter().collect(),
-            None => self.by_name.values().collect(),
-        };
-        let several = groups.len() > 1;
-        let mut out = Vec::new();
-        for (labels, samples) in groups.into_iter().flatten() {
-            if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
-                continue;
-            }
+        select_by_name(&self.by_name, matchers, |samples| {
             let lo = samples.partition_point(|(t, _)| *t < start_ms);
             let hi = samples.partition_point(|(t, _)| *t <= end_ms);
-            if lo < hi {
-                out.push(Series {
-                    labels: labels.clone(),
-                    samples: samples.range(lo..hi).copied().collect(),
-                });
-            }
-        }
-        if several {
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        }
-        out
+            samples.range(lo..hi).copied().collect()
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use promql_parser::label::MatchOp;
 
     fn l(name: &str, a: &str) -> Labels {
         Labels::from_pairs([(METRIC_NAME, name), ("a", a)])

@@ -70,6 +70,7 @@ impl Service {
         data_dir: &Path,
     ) -> Result<Service, String> {
         let resend = alerting.config.resend_delay.0.as_millis() as i64;
+        deliver::announce_off(&alerting.config.notify);
         let built = deliver::Notifiers::build(
             &alerting.config.notify,
             resend,
@@ -151,6 +152,7 @@ impl Service {
     ) -> Result<(mpsc::Sender<Vec<NotifyAlert>>, Notifying), String> {
         let cfg = &alerting.config;
         let resend = cfg.resend_delay.0.as_millis() as i64;
+        deliver::announce_off(&cfg.notify);
         let built = deliver::Notifiers::build(&cfg.notify, resend, &cfg.external_url, registry)?;
         let (_ntx, nrx) = tokio::sync::watch::channel(Arc::new(built));
         let (atx, arx) = mpsc::channel(64);

@@ -85,34 +85,49 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Series> {
-        let named = matchers
-            .iter()
-            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
-            .map(|m| m.value.as_str());
-        let groups: Vec<&BTreeMap<Labels, Vec<(i64, f64)>>> = match named {
-            Some(name) => self.by_name.get(name).into_iter().collect(),
-            None => self.by_name.values().collect(),
-        };
-        let several = groups.len() > 1;
-        let mut out = Vec::new();
-        for (labels, samples) in groups.into_iter().flatten() {
-            if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
-                continue;
-            }
+        select_by_name(&self.by_name, matchers, |samples| {
             let lo = samples.partition_point(|(t, _)| *t < start_ms);
             let hi = samples.partition_point(|(t, _)| *t <= end_ms);
-            if lo < hi {
-                out.push(Series {
-                    labels: labels.clone(),
-                    samples: samples[lo..hi].to_vec(),
-                });
-            }
-        }
-        if several {
-            out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        }
-        out
+            samples[lo..hi].to_vec()
+        })
     }
+}
+
+/// [`Storage::select`] for a store that groups series by metric name:
+/// only the named group is looked at when a matcher names one; `window`
+/// gives a series' samples in the wanted time range (empty leaves the
+/// series out). Series come sorted by labels.
+pub(crate) fn select_by_name<S>(
+    by_name: &BTreeMap<String, BTreeMap<Labels, S>>,
+    matchers: &[Matcher],
+    window: impl Fn(&S) -> Vec<(i64, f64)>,
+) -> Vec<Series> {
+    let named = matchers
+        .iter()
+        .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+        .map(|m| m.value.as_str());
+    let groups: Vec<&BTreeMap<Labels, S>> = match named {
+        Some(name) => by_name.get(name).into_iter().collect(),
+        None => by_name.values().collect(),
+    };
+    let several = groups.len() > 1;
+    let mut out = Vec::new();
+    for (labels, samples) in groups.into_iter().flatten() {
+        if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+            continue;
+        }
+        let picked = window(samples);
+        if !picked.is_empty() {
+            out.push(Series {
+                labels: labels.clone(),
+                samples: picked,
+            });
+        }
+    }
+    if several {
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    out
 }
 
 /// Parses a series descriptor `name{label="value", ...}` (or `{...}`) into
