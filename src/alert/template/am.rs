@@ -27,27 +27,9 @@ use base64::Engine as _;
 use super::exec::{ExecError, ListKind, Value};
 use super::funcs::{self, FnErr};
 
-/// Function names a message template may use.
+/// Alertmanager's functions a message template may use (with Go's
+/// builtins, [`funcs::GO_BUILTINS`]).
 pub(crate) const NAMES: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "slice",
-    "printf",
-    "print",
-    "println",
-    "html",
-    "js",
-    "urlquery",
-    "call",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
     "toUpper",
     "toLower",
     "title",

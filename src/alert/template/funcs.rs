@@ -12,29 +12,14 @@ use std::rc::Rc;
 use super::exec::{State, Value};
 use super::fmt::{go_g, sprint, sprintf, sprintln};
 
-/// Every function name a template may use.
+/// Go's `text/template` builtins, in every kind of template.
+pub(crate) const GO_BUILTINS: &[&str] = &[
+    "and", "or", "not", "len", "index", "slice", "printf", "print", "println", "html", "js",
+    "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge",
+];
+
+/// Prometheus' functions, for alert templates (with [`GO_BUILTINS`]).
 pub(crate) const NAMES: &[&str] = &[
-    // Go builtins.
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "slice",
-    "printf",
-    "print",
-    "println",
-    "html",
-    "js",
-    "urlquery",
-    "call",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    // Prometheus.
     "query",
     "first",
     "label",

@@ -95,7 +95,11 @@ pub struct Template {
 }
 
 fn func_names() -> HashSet<&'static str> {
-    funcs::NAMES.iter().copied().collect()
+    funcs::GO_BUILTINS
+        .iter()
+        .chain(funcs::NAMES)
+        .copied()
+        .collect()
 }
 
 impl Template {
@@ -118,7 +122,11 @@ impl Template {
     /// functions instead of Prometheus' (see [`am`]). Errors read like
     /// Go's: `template: NAME:LINE: function "foo" not defined`.
     pub fn parse_message(name: &str, text: &str) -> Result<Template, String> {
-        let names: HashSet<&str> = am::NAMES.iter().copied().collect();
+        let names: HashSet<&str> = funcs::GO_BUILTINS
+            .iter()
+            .chain(am::NAMES)
+            .copied()
+            .collect();
         let list = parse::parse(name, text, &names)?;
         Ok(Template {
             name: name.to_string(),
