@@ -185,6 +185,46 @@ pub fn history_ms(expr: &Expr) -> i64 {
     }
 }
 
+/// Adds to `out` the metric names `expr`'s selectors read; false when a
+/// selector names no single metric (`{job="x"}`, `{__name__=~"a|b"}`),
+/// so that any series may be read.
+pub fn selector_names(expr: &Expr, out: &mut std::collections::HashSet<String>) -> bool {
+    let vs_name = |vs: &promql_parser::parser::VectorSelector,
+                   out: &mut std::collections::HashSet<String>| {
+        let name = vs.name.clone().or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == METRIC_NAME && m.op == promql_parser::label::MatchOp::Equal)
+                .map(|m| m.value.clone())
+        });
+        match name {
+            Some(n) if vs.matchers.or_matchers.is_empty() => {
+                out.insert(n);
+                true
+            }
+            _ => false,
+        }
+    };
+    match expr {
+        Expr::VectorSelector(vs) => vs_name(vs, out),
+        Expr::MatrixSelector(ms) => vs_name(&ms.vs, out),
+        Expr::Subquery(sq) => selector_names(&sq.expr, out),
+        Expr::Aggregate(a) => {
+            let p = a.param.as_deref().is_none_or(|p| selector_names(p, out));
+            selector_names(&a.expr, out) && p
+        }
+        Expr::Unary(u) => selector_names(&u.expr, out),
+        Expr::Binary(b) => {
+            let l = selector_names(&b.lhs, out);
+            selector_names(&b.rhs, out) && l
+        }
+        Expr::Paren(p) => selector_names(&p.expr, out),
+        Expr::Call(c) => c.args.args.iter().all(|a| selector_names(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => true,
+    }
+}
+
 /// What one rule did at one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleOutcome {

@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::Backtest;
+use super::{Backtest, Snapshot};
 use crate::event::SharedBatch;
 use crate::metrics::Derived;
-use crate::telemetry::{Counter, Registry, Render};
+use crate::telemetry::{Counter, Registry};
 
 /// A buffered event: (time ms, arrival order) → (batch number, index).
 type Slot = Reverse<((i64, u64), (u64, usize))>;
@@ -81,6 +81,9 @@ impl Feed<'_> {
 
     /// Counts buffered events up to `until` (everything when `None`).
     fn drain(&mut self, until: Option<i64>) {
+        // Consecutive events of one batch are counted together: (batch
+        // number, first index, end index).
+        let mut run: Option<(u64, usize, usize)> = None;
         let mut n = 0;
         while let Some(Reverse(((t, _), _))) = self.heap.peek() {
             if until.is_some_and(|u| *t > u) {
@@ -92,21 +95,29 @@ impl Feed<'_> {
             if self.counted_to.is_some_and(|c| t < c) {
                 self.late.inc();
             } else {
-                // What was counted so far is what the steps before `t` see.
-                if n > 0 {
-                    self.bt.counted(n);
-                    n = 0;
+                if self.bt.due_before(t) {
+                    // What was counted so far is what the steps before `t` see.
+                    n += self.count(run.take());
+                    if n > 0 {
+                        self.bt.counted(n);
+                        n = 0;
+                    }
+                    let store = self.derived.store.clone();
+                    let bt = self.bt;
+                    self.bt
+                        .before(t, &|snap: &mut Snapshot| sample(&store, bt, snap));
                 }
-                let store = self.derived.store.clone();
-                self.bt.before(t, &|out: &mut String| store.render(out));
                 self.counted_to = Some(t);
             }
-            let held = &mut self.held[(number - self.first) as usize];
-            self.derived
-                .apply(std::slice::from_ref(&held.batch.events[i]));
-            held.left -= 1;
-            n += 1;
+            run = match run {
+                Some((num, start, end)) if num == number && end == i => Some((num, start, end + 1)),
+                other => {
+                    n += self.count(other);
+                    Some((number, i, i + 1))
+                }
+            };
         }
+        n += self.count(run);
         if n > 0 {
             self.bt.counted(n);
         }
@@ -116,6 +127,23 @@ impl Feed<'_> {
             self.first += 1;
         }
     }
+
+    /// Counts a run of events; how many.
+    fn count(&mut self, run: Option<(u64, usize, usize)>) -> u64 {
+        let Some((number, start, end)) = run else {
+            return 0;
+        };
+        let held = &mut self.held[(number - self.first) as usize];
+        self.derived.apply(&held.batch.events[start..end]);
+        held.left -= end - start;
+        (end - start) as u64
+    }
+}
+
+/// Reads the families the rules read.
+fn sample(store: &crate::metrics::SharedStore, bt: &Backtest, snap: &mut Snapshot) {
+    let store = store.lock().expect("metrics store lock");
+    snap.update(&store, &|f| bt.wants(f));
 }
 
 /// Runs a `metrics` sink in back-test mode until its inputs close, then
@@ -149,8 +177,9 @@ pub async fn drive(
     tokio::task::block_in_place(|| feed.drain(None));
     let last = feed.counted_to;
     let store = derived.store.clone();
-    let done =
-        tokio::task::block_in_place(|| bt.finish(last, &|out: &mut String| store.render(out)));
+    let done = tokio::task::block_in_place(|| {
+        bt.finish(last, &|snap: &mut Snapshot| sample(&store, &bt, snap))
+    });
     bt.notify().await;
     match done {
         Ok(path) => {

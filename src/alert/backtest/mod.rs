@@ -21,6 +21,9 @@
 
 mod feed;
 pub mod pipeline;
+mod snapshot;
+
+pub use snapshot::Snapshot;
 
 pub use feed::drive;
 
@@ -35,9 +38,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::group::{GroupEval, RuleResults, history_ms};
+use super::live::Alerting;
 use super::live::config::MIN_RETENTION;
 use super::live::history::History;
-use super::live::{Alerting, scrape};
 use super::notify::{NotifyAlert, generator_url, rfc3339_millis};
 use super::promql::Labels;
 use super::rules::RuleKind;
@@ -84,8 +87,8 @@ struct Inner {
     external_labels: Labels,
     external_url: String,
     resend_delay_ms: i64,
-    /// The last scrape's samples, reused while nothing was counted.
-    last_samples: Vec<(Labels, f64)>,
+    /// The last scrape, refreshed only when something was counted.
+    snapshot: Snapshot,
     changed: bool,
     records: Vec<Record>,
     /// Open records by (group, rule, labels).
@@ -101,6 +104,8 @@ struct Inner {
 /// A back-test in progress; the metrics sink drives it (see [`feed`]).
 pub struct Backtest {
     inner: Mutex<Inner>,
+    /// The metric names the rules read (`None`: any may be).
+    wanted: Option<std::collections::HashSet<String>>,
     claimed: AtomicBool,
     opts: Options,
     out: PathBuf,
@@ -119,6 +124,12 @@ impl Backtest {
             .max()
             .unwrap_or(0);
         let retention = (cfg.retention.map_or(MIN_RETENTION, |d| d.0).as_millis() as i64).max(need);
+        let mut names = std::collections::HashSet::new();
+        let all_named = alerting
+            .groups
+            .iter()
+            .flat_map(|g| &g.group.rules)
+            .all(|r| super::group::selector_names(&r.expr, &mut names));
         let groups = alerting
             .groups
             .iter()
@@ -141,7 +152,7 @@ impl Backtest {
                 external_labels: Labels::from_pairs(cfg.external_labels.clone()),
                 external_url: cfg.external_url.trim_end_matches('/').to_string(),
                 resend_delay_ms: cfg.resend_delay.0.as_millis() as i64,
-                last_samples: Vec::new(),
+                snapshot: Snapshot::default(),
                 changed: true,
                 records: Vec::new(),
                 open: HashMap::new(),
@@ -151,9 +162,22 @@ impl Backtest {
                 to_notify: Vec::new(),
             }),
             claimed: AtomicBool::new(false),
+            wanted: all_named.then_some(names),
             opts,
             out: out_dir.join("backtest").join("alerts.ndjson"),
         }
+    }
+
+    /// Whether the rules may read the metric family `name` (a histogram's
+    /// through `_bucket`, `_sum` or `_count`): the others are not sampled.
+    pub fn wants(&self, family: &str) -> bool {
+        let Some(w) = &self.wanted else {
+            return true;
+        };
+        w.contains(family)
+            || ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| w.contains(&format!("{family}{s}")))
     }
 
     /// True for the first caller only: one metrics sink drives the clock.
@@ -175,17 +199,24 @@ impl Backtest {
     }
 
     /// Runs every scrape and evaluation due before `t_ms` (a line at
-    /// `t_ms` is about to be counted); `render` writes the metrics as they
-    /// are now.
-    pub fn before(&self, t_ms: i64, render: &dyn Fn(&mut String)) {
+    /// `t_ms` is about to be counted); `sample` reads the metrics as they
+    /// are now into the snapshot.
+    pub fn before(&self, t_ms: i64, sample: &dyn Fn(&mut Snapshot)) {
         let mut st = self.lock();
         st.start_at(t_ms);
         while let Some(next) = st.next_step() {
             if next >= t_ms {
                 break;
             }
-            st.step(next, render, &self.opts);
+            st.step(next, sample, &self.opts);
         }
+    }
+
+    /// Whether a step is due before a line at `t_ms` (or the schedule has
+    /// not started): [`Backtest::before`] has work to do.
+    pub fn due_before(&self, t_ms: i64) -> bool {
+        let st = self.lock();
+        st.next_scrape.is_none() || st.next_step().is_some_and(|n| n < t_ms)
     }
 
     /// Notes that `n` lines were counted since the last call.
@@ -206,7 +237,7 @@ impl Backtest {
     pub fn finish(
         &self,
         last_ms: Option<i64>,
-        render: &dyn Fn(&mut String),
+        sample: &dyn Fn(&mut Snapshot),
     ) -> std::io::Result<PathBuf> {
         let mut st = self.lock();
         if let Some(last) = last_ms {
@@ -215,7 +246,7 @@ impl Backtest {
                 if next > last.saturating_add(st.scrape_ms.max(1)) {
                     break;
                 }
-                st.step(next, render, &self.opts);
+                st.step(next, sample, &self.opts);
             }
         }
         write_records(&self.out, &st.records)?;
@@ -268,15 +299,13 @@ impl Inner {
     }
 
     /// The scrape and the evaluations due at `t`, in that order.
-    fn step(&mut self, t: i64, render: &dyn Fn(&mut String), opts: &Options) {
+    fn step(&mut self, t: i64, sample: &dyn Fn(&mut Snapshot), opts: &Options) {
         if self.next_scrape == Some(t) {
             if self.changed {
-                let mut text = String::new();
-                render(&mut text);
-                self.last_samples = scrape::parse(&text).0;
+                sample(&mut self.snapshot);
                 self.changed = false;
             }
-            self.history.ingest(&self.last_samples, t);
+            self.history.ingest(&self.snapshot.samples, t);
             self.next_scrape = Some(t + self.scrape_ms);
         }
         self.now = Some(t);
