@@ -235,7 +235,9 @@ fn feynman_metrics_sink() -> String {
         .find("\n  metrics:\n")
         .expect("feynman.yaml has a metrics sink")
         + 1;
-    text[start..]
+    // Up to the alerting section: case (f) measures the metrics alone.
+    let end = text.find("\n# Alert rules").unwrap_or(text.len());
+    text[start..end]
         .replace("inputs: [app_logs, app_stdout]", "inputs: [in]")
         .replace("${DAILY_COST_LIMIT_USD:-100}", "100")
 }

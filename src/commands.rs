@@ -558,7 +558,13 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         s.stop().await;
     }
     if let Some(bt) = &backtest {
-        print!("{}", bt.table());
+        if bt.driven() {
+            print!("{}", bt.table());
+        } else {
+            tracing::warn!(
+                "nothing was back-tested: no `metrics` sink reads the inputs, so the rules had no metrics to read"
+            );
+        }
     }
     if let Some(n) = notifying {
         n.finish().await;

@@ -168,6 +168,11 @@ impl Backtest {
         }
     }
 
+    /// Whether a metrics sink drove this back-test.
+    pub fn driven(&self) -> bool {
+        self.claimed.load(Ordering::SeqCst)
+    }
+
     /// Whether the rules may read the metric family `name` (a histogram's
     /// through `_bucket`, `_sum` or `_count`): the others are not sampled.
     pub fn wants(&self, family: &str) -> bool {
