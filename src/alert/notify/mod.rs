@@ -25,6 +25,7 @@
 //! `alert::live`.
 
 pub mod email;
+mod matcher;
 pub mod message;
 pub mod route;
 pub mod send;
