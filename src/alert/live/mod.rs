@@ -202,6 +202,7 @@ pub struct Live {
     state: RwLock<State>,
     registry: Registry,
     state_path: PathBuf,
+    save_failing: std::sync::atomic::AtomicBool,
     scrape_failures: Counter,
     dropped_series: Counter,
 }
@@ -218,6 +219,7 @@ impl Live {
             state: RwLock::new(state),
             registry: registry.clone(),
             state_path,
+            save_failing: std::sync::atomic::AtomicBool::new(false),
             scrape_failures: registry.counter(
                 "weir_rules_scrape_lines_skipped_total",
                 "Lines of weir's own /metrics the rule history could not read.",
@@ -391,8 +393,25 @@ impl Live {
             .iter()
             .map(|(k, a)| (k.clone(), a.iter().collect()))
             .collect();
-        if let Err(e) = persist::save(&self.state_path, now, &refs) {
-            tracing::warn!(path = %self.state_path.display(), error = %e, "cannot save the alert state; a restart now would start `for` timers again");
+        // Said once while it fails (a full or read-only disk would
+        // otherwise warn at every evaluation), and once when it works again.
+        match persist::save(&self.state_path, now, &refs) {
+            Err(e) => {
+                if !self
+                    .save_failing
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!(path = %self.state_path.display(), error = %e, "cannot save the alert state; a restart now would start `for` timers again (said once until it works)");
+                }
+            }
+            Ok(()) => {
+                if self
+                    .save_failing
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::info!(path = %self.state_path.display(), "the alert state is saved again");
+                }
+            }
         }
     }
 }
