@@ -31,7 +31,6 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, get};
 use promql_parser::label::Matcher;
-use promql_parser::parser::value::ValueType;
 
 use super::promql::{Engine, Labels, Storage, Value};
 use super::state::Alert;
@@ -172,18 +171,8 @@ async fn query_range_inner(view: View, p: Params) -> ApiResult {
     }
     check_timeout(&p)?;
     let expr = super::promql::parse(p.get("query")).map_err(ApiError::bad_data)?;
-    match expr.value_type() {
-        ValueType::Scalar | ValueType::Vector => {}
-        t => {
-            let name = if t == ValueType::Matrix {
-                "range vector"
-            } else {
-                "string"
-            };
-            return Err(ApiError::bad_data(format!(
-                "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
-            )));
-        }
+    if let Some(e) = super::promql::engine::range_type_error(&expr) {
+        return Err(ApiError::bad_data(e));
     }
     let m = with_storage(view, move |s| {
         Engine::new(s).range(&expr, start, end, step_ms)

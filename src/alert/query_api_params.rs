@@ -363,48 +363,9 @@ pub fn parse_duration(s: &str) -> Result<i128, String> {
         }
         return Ok(ns as i128);
     }
-    parse_prom_duration(s).ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
-}
-
-/// Prometheus' duration syntax: units `y w d h m s ms` in this order, each
-/// at most once, whole numbers (`0` alone is allowed).
-fn parse_prom_duration(s: &str) -> Option<i128> {
-    if s == "0" {
-        return Some(0);
-    }
-    const UNITS: [(&str, i128); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut ms: i128 = 0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !c.is_ascii_digit())?;
-        if n_end == 0 {
-            return None;
-        }
-        let n: i128 = rest[..n_end].parse().ok()?;
-        let after = &rest[n_end..];
-        let u_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let unit = &after[..u_len];
-        let idx = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
-        ms = ms.checked_add(n.checked_mul(UNITS[idx].1)?)?;
-        next_unit = idx + 1;
-        rest = &after[u_len..];
-    }
-    let ns = ms * 1_000_000;
-    (ns <= i64::MAX as i128).then_some(ns)
+    crate::alert::rules::parse_duration(s)
+        .map(|ms| ms as i128 * 1_000_000)
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }
 
 /// Prometheus' `parseMatchersParam`: each `match[]` a series selector, and

@@ -234,17 +234,7 @@ impl<S: BuildHasher + Clone> Store<S> {
 
     /// Appends the text exposition of every family that has series.
     pub fn render(&self, out: &mut String) {
-        self.render_families(out, &|_| true);
-    }
-
-    /// [`Store::render`] of the families whose name `keep` accepts (a
-    /// back-test reads only those its rules select).
-    pub fn render_families(&self, out: &mut String, keep: &dyn Fn(&str) -> bool) {
-        for f in self
-            .families
-            .iter()
-            .filter(|f| !f.series.is_empty() && keep(&f.name))
-        {
+        for f in self.families.iter().filter(|f| !f.series.is_empty()) {
             f.render(out);
         }
     }

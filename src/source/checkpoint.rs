@@ -176,20 +176,27 @@ impl Checkpoints {
             fingerprint_bytes: self.fingerprint_bytes,
             files,
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, &disk)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        File::open(dir)?.sync_all()?;
+        write_atomic(&self.path, &serde_json::to_vec_pretty(&disk)?)?;
         self.dirty = false;
         Ok(())
     }
+}
+
+/// Writes `bytes` and a newline to `path` so that a crash leaves the old
+/// file or the new one, never a mix: a temporary file beside it, fsync,
+/// rename, fsync of the directory. Also used for the alert state.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

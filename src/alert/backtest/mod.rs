@@ -37,11 +37,10 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::group::{GroupEval, RuleResults, history_ms};
-use super::live::Alerting;
-use super::live::config::MIN_RETENTION;
+use super::group::{GroupEval, RuleResults};
 use super::live::history::History;
-use super::notify::{NotifyAlert, generator_url, rfc3339_millis};
+use super::live::{Alerting, due_alerts};
+use super::notify::{NotifyAlert, rfc3339_millis};
 use super::promql::Labels;
 use super::rules::RuleKind;
 use super::state::{AlertState, Expander};
@@ -115,15 +114,8 @@ impl Backtest {
     /// A back-test of `alerting`'s rules writing to `<out_dir>/backtest/`.
     pub fn new(alerting: &Alerting, out_dir: &Path, opts: Options) -> Backtest {
         let cfg = &alerting.config;
-        let eval_ms = (cfg.evaluation_interval.0.as_millis() as i64).max(1);
-        let need = alerting
-            .groups
-            .iter()
-            .flat_map(|g| &g.group.rules)
-            .map(|r| history_ms(&r.expr))
-            .max()
-            .unwrap_or(0);
-        let retention = (cfg.retention.map_or(MIN_RETENTION, |d| d.0).as_millis() as i64).max(need);
+        let eval_ms = alerting.eval_ms();
+        let retention = alerting.retention_ms();
         let mut names = std::collections::HashSet::new();
         let all_named = alerting
             .groups
@@ -135,7 +127,7 @@ impl Backtest {
             .iter()
             .map(|g| GroupRun {
                 eval: GroupEval::new(g.group.clone()).with_subquery_step_ms(eval_ms),
-                interval_ms: g.group.interval_ms.unwrap_or(eval_ms).max(1),
+                interval_ms: alerting.interval_ms(g),
                 next_ms: None,
             })
             .collect();
@@ -144,10 +136,7 @@ impl Backtest {
                 history: History::new(retention, cfg.max_series),
                 results: RuleResults::new(retention),
                 groups,
-                scrape_ms: cfg
-                    .scrape_interval
-                    .map_or(eval_ms, |d| d.0.as_millis() as i64)
-                    .max(1),
+                scrape_ms: alerting.scrape_ms(),
                 next_scrape: None,
                 external_labels: Labels::from_pairs(cfg.external_labels.clone()),
                 external_url: cfg.external_url.trim_end_matches('/').to_string(),
@@ -328,16 +317,16 @@ impl Inner {
             g.next_ms = Some(t + g.interval_ms);
             g.eval.eval(t, &self.history, &mut self.results, &exp);
             let g = &mut self.groups[gi];
-            let alerting: Vec<(usize, String)> = g
+            let alerting: Vec<usize> = g
                 .eval
                 .group()
                 .rules
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| matches!(r.kind, RuleKind::Alerting(_)))
-                .map(|(i, r)| (i, r.expr_text.clone()))
+                .map(|(i, _)| i)
                 .collect();
-            for (ri, expr_text) in alerting {
+            for ri in alerting {
                 let Some(alerts) = g.eval.alerts(ri) else {
                     continue;
                 };
@@ -370,16 +359,15 @@ impl Inner {
                     }
                 }
                 if opts.notify.is_some() {
-                    let url = generator_url(&self.external_url, &expr_text);
-                    let sent = g
-                        .eval
-                        .alerts_mut(ri)
-                        .map(|a| a.take_due(t, self.resend_delay_ms, g.interval_ms))
-                        .unwrap_or_default();
-                    due.extend(sent.into_iter().map(|alert| NotifyAlert {
-                        alert,
-                        generator_url: url.clone(),
-                    }));
+                    due.extend(due_alerts(
+                        &mut g.eval,
+                        ri,
+                        t,
+                        self.resend_delay_ms,
+                        g.interval_ms,
+                        &self.external_labels,
+                        &self.external_url,
+                    ));
                 }
             }
         }

@@ -450,19 +450,7 @@ impl Filter {
 
 /// A LogQL (Go) double-quoted string.
 pub fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::alert::promql::format::go_quote(s)
 }
 
 /// A number as PromQL/LogQL read it.

@@ -247,7 +247,7 @@ fn load_state(path: &std::path::Path) -> Option<DispatchState> {
 fn save_state(path: &std::path::Path, d: &Dispatcher) {
     let r = serde_json::to_vec_pretty(&d.snapshot())
         .map_err(std::io::Error::other)
-        .and_then(|b| super::persist::write_atomic(path, &b));
+        .and_then(|b| crate::source::checkpoint::write_atomic(path, &b));
     if let Err(e) = r {
         tracing::warn!(path = %path.display(), error = %e, "cannot save the record of sent notifications");
     }

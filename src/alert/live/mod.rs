@@ -136,11 +136,37 @@ impl Alerting {
         Err(all)
     }
 
-    fn interval_ms(&self, g: &LoadedGroup) -> i64 {
-        g.group
-            .interval_ms
-            .unwrap_or(self.config.evaluation_interval.0.as_millis() as i64)
+    /// The global evaluation interval, in ms.
+    pub(crate) fn eval_ms(&self) -> i64 {
+        (self.config.evaluation_interval.0.as_millis() as i64).max(1)
+    }
+
+    /// A group's interval: its own, or the global one.
+    pub(crate) fn interval_ms(&self, g: &LoadedGroup) -> i64 {
+        g.group.interval_ms.unwrap_or(self.eval_ms()).max(1)
+    }
+
+    /// How often weir's metrics are sampled (default: the evaluation
+    /// interval).
+    pub(crate) fn scrape_ms(&self) -> i64 {
+        self.config
+            .scrape_interval
+            .map_or(self.eval_ms(), |d| d.0.as_millis() as i64)
             .max(1)
+    }
+
+    /// The history kept: `retention` (at least [`MIN_RETENTION`] by
+    /// default), or more when a rule reads further back.
+    pub(crate) fn retention_ms(&self) -> i64 {
+        let need = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.group.rules)
+            .map(|r| history_ms(&r.expr))
+            .max()
+            .unwrap_or(0);
+        let keep = self.config.retention.map_or(MIN_RETENTION, |d| d.0);
+        (keep.as_millis() as i64).max(need)
     }
 
     /// Number of rules in all groups.
@@ -332,22 +358,15 @@ impl Live {
                 let rule = &g.eval.group().rules[idx];
                 if let RuleKind::Alerting(_) = rule.kind {
                     g.alert_samples.extend(o.samples);
-                    let url = generator_url(&st.external_url, &rule.expr_text);
-                    let due = g
-                        .eval
-                        .alerts_mut(idx)
-                        .map(|a| a.take_due(ts, st.resend_delay_ms, g.interval_ms));
-                    for mut alert in due.unwrap_or_default() {
-                        for (k, v) in st.external_labels.iter() {
-                            if alert.labels.get(k).is_empty() {
-                                alert.labels.set(k, v);
-                            }
-                        }
-                        out.push(NotifyAlert {
-                            alert,
-                            generator_url: url.clone(),
-                        });
-                    }
+                    out.extend(due_alerts(
+                        &mut g.eval,
+                        idx,
+                        ts,
+                        st.resend_delay_ms,
+                        g.interval_ms,
+                        &st.external_labels,
+                        &st.external_url,
+                    ));
                 }
             }
             st.dirty = true;
@@ -416,6 +435,38 @@ impl Live {
     }
 }
 
+/// The alerts of rule `idx` due for sending at `ts`, as Prometheus'
+/// `sendAlerts` picks them (see [`super::state::AlertRuleState::take_due`]),
+/// with the external labels added and the link to the rule's expression.
+pub(crate) fn due_alerts(
+    eval: &mut GroupEval,
+    idx: usize,
+    ts: i64,
+    resend_delay_ms: i64,
+    interval_ms: i64,
+    external_labels: &Labels,
+    external_url: &str,
+) -> Vec<NotifyAlert> {
+    let url = generator_url(external_url, &eval.group().rules[idx].expr_text);
+    let due = eval
+        .alerts_mut(idx)
+        .map(|a| a.take_due(ts, resend_delay_ms, interval_ms))
+        .unwrap_or_default();
+    due.into_iter()
+        .map(|mut alert| {
+            for (k, v) in external_labels.iter() {
+                if alert.labels.get(k).is_empty() {
+                    alert.labels.set(k, v);
+                }
+            }
+            NotifyAlert {
+                alert,
+                generator_url: url.clone(),
+            }
+        })
+        .collect()
+}
+
 fn rule_key(file: &str, group: &str, rule: &super::rules::Rule) -> RuleKey {
     RuleKey {
         file: file.to_string(),
@@ -433,20 +484,9 @@ impl State {
         now: i64,
     ) -> State {
         let cfg = &alerting.config;
-        let eval_ms = cfg.evaluation_interval.0.as_millis() as i64;
-        let need = alerting
-            .groups
-            .iter()
-            .flat_map(|g| &g.group.rules)
-            .map(|r| history_ms(&r.expr))
-            .max()
-            .unwrap_or(0);
-        let keep = cfg.retention.map_or(MIN_RETENTION, |d| d.0);
-        let retention = (keep.as_millis() as i64).max(need);
-        let scrape_ms = cfg
-            .scrape_interval
-            .map_or(eval_ms, |d| d.0.as_millis() as i64)
-            .max(1);
+        let eval_ms = alerting.eval_ms();
+        let retention = alerting.retention_ms();
+        let scrape_ms = alerting.scrape_ms();
         let mut restored = 0;
         let restore_grace = cfg.restore_grace_period.0.as_millis() as i64;
         let groups = alerting

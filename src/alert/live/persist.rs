@@ -12,7 +12,6 @@
 //! expression changed starts afresh, as Prometheus does on reload.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -117,22 +116,7 @@ pub fn save(path: &Path, now_ms: i64, rules: &[(RuleKey, Vec<&Alert>)]) -> std::
             })
             .collect(),
     };
-    write_atomic(path, &serde_json::to_vec_pretty(&disk)?)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::source::checkpoint::write_atomic(path, &serde_json::to_vec_pretty(&disk)?)
 }
 
 /// The saved alerts by rule; empty when there is no file. A file that

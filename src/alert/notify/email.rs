@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart, header};
 use lettre::transport::smtp::AsyncSmtpTransport;
@@ -30,9 +30,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::Notification;
-use super::send::{DEFAULT_MAX_RETRY, Kind, Outcomes, Secret};
+use super::send::{Attempt, DEFAULT_MAX_RETRY, Kind, Outcomes, Secret, with_retries};
 use crate::config::units::Dur;
-use crate::http::{Backoff, RetryConfig};
+use crate::http::RetryConfig;
 use crate::telemetry::Registry;
 
 /// How the connection to the SMTP server is protected.
@@ -342,13 +342,6 @@ fn build(
     built.map_err(|e| format!("email: cannot build the message: {e}"))
 }
 
-/// What one attempt came to.
-enum Attempt {
-    Done,
-    Retry(String),
-    Fail(String),
-}
-
 /// Sends one email to every recipient of `to`, retrying as the module
 /// says; the error is the last attempt's, without the password.
 pub async fn send_email(
@@ -366,29 +359,10 @@ pub async fn send_email(
     };
     let envelope = msg.envelope().clone();
     let raw = msg.formatted();
-    let started = Instant::now();
-    let mut backoff = Backoff::new(to.retry);
-    loop {
-        let err = match attempt(to, &envelope, &raw).await {
-            Attempt::Done => {
-                to.outcomes.success.inc();
-                return Ok(());
-            }
-            Attempt::Fail(e) => {
-                to.outcomes.failure.inc();
-                return Err(e);
-            }
-            Attempt::Retry(e) => e,
-        };
-        let wait = backoff.wait(None);
-        if backoff.exhausted(started.elapsed() + wait) {
-            to.outcomes.failure.inc();
-            return Err(format!("{err} (gave up after {:?})", started.elapsed()));
-        }
-        to.outcomes.retried.inc();
-        tracing::debug!(notifier = "email", error = %err, ?wait, "email failed; retrying");
-        tokio::time::sleep(wait).await;
-    }
+    with_retries(&to.outcomes, to.retry, Kind::Email, || {
+        attempt(to, &envelope, &raw)
+    })
+    .await
 }
 
 async fn attempt(to: &EmailTarget, envelope: &lettre::address::Envelope, raw: &[u8]) -> Attempt {
@@ -401,7 +375,7 @@ async fn attempt(to: &EmailTarget, envelope: &lettre::address::Envelope, raw: &[
         Attempt::Fail(shown)
     } else {
         // 4xx, no connection, a reset or a timeout, an unreadable answer.
-        Attempt::Retry(shown)
+        Attempt::Retry(shown, None)
     }
 }
 

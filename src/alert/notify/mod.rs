@@ -108,7 +108,7 @@ impl Notification {
         let inner: Vec<String> = self
             .group_labels
             .iter()
-            .map(|(k, v)| format!("{k}={}", go_quote(v)))
+            .map(|(k, v)| format!("{k}={}", crate::alert::promql::format::go_quote(v)))
             .collect();
         format!("{{}}:{{{}}}", inner.join(", "))
     }
@@ -127,22 +127,6 @@ where
         out.retain(|k, v| set.get(k) == Some(v));
     }
     out
-}
-
-/// A Go `%q`-like quoting, enough for label values in a group key.
-fn go_quote(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            _ => s.push(c),
-        }
-    }
-    s.push('"');
-    s
 }
 
 /// Prometheus' generator URL: `external_url` + `/graph?g0.expr=…&g0.tab=1`

@@ -138,8 +138,9 @@ impl fmt::Debug for NotifyTarget {
 }
 
 /// What one attempt came to.
-enum Attempt {
+pub(crate) enum Attempt {
     Done,
+    /// Worth trying again, not sooner than the `Retry-After` if any.
     Retry(String, Option<Duration>),
     Fail(String),
 }
@@ -147,27 +148,43 @@ enum Attempt {
 /// Sends `body` (JSON) to `to`, retrying as the module says; the error is
 /// the last attempt's, without secrets.
 pub async fn send(to: &NotifyTarget, body: &[u8]) -> Result<(), String> {
+    with_retries(&to.outcomes, to.retry, to.kind, || attempt(to, body)).await
+}
+
+/// Runs `attempt` until it is done, fails, or `retry` is exhausted
+/// (backoff with full jitter, `Retry-After` honoured), counting each
+/// outcome; the error is the last attempt's.
+pub(crate) async fn with_retries<F, Fut>(
+    outcomes: &Outcomes,
+    retry: RetryConfig,
+    kind: Kind,
+    mut attempt: F,
+) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
     let started = Instant::now();
-    let mut backoff = Backoff::new(to.retry);
+    let mut backoff = Backoff::new(retry);
     loop {
-        let err = match attempt(to, body).await {
+        let (err, after) = match attempt().await {
             Attempt::Done => {
-                to.outcomes.success.inc();
+                outcomes.success.inc();
                 return Ok(());
             }
             Attempt::Fail(e) => {
-                to.outcomes.failure.inc();
+                outcomes.failure.inc();
                 return Err(e);
             }
             Attempt::Retry(e, after) => (e, after),
         };
-        let wait = backoff.wait(err.1);
+        let wait = backoff.wait(after);
         if backoff.exhausted(started.elapsed() + wait) {
-            to.outcomes.failure.inc();
-            return Err(format!("{} (gave up after {:?})", err.0, started.elapsed()));
+            outcomes.failure.inc();
+            return Err(format!("{err} (gave up after {:?})", started.elapsed()));
         }
-        to.outcomes.retried.inc();
-        tracing::debug!(notifier = to.kind.name(), error = %err.0, ?wait, "notification failed; retrying");
+        outcomes.retried.inc();
+        tracing::debug!(notifier = kind.name(), error = %err, ?wait, "notification failed; retrying");
         tokio::time::sleep(wait).await;
     }
 }

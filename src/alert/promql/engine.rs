@@ -116,18 +116,8 @@ impl<'s> Engine<'s> {
         step_ms: i64,
     ) -> Result<Matrix, EvalError> {
         check_supported(expr)?;
-        match expr.value_type() {
-            ValueType::Scalar | ValueType::Vector => {}
-            t => {
-                let name = if t == ValueType::Matrix {
-                    "range vector"
-                } else {
-                    "string"
-                };
-                return query_err(format!(
-                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
-                ));
-            }
+        if let Some(e) = range_type_error(expr) {
+            return query_err(e);
         }
         if step_ms <= 0 {
             return query_err("zero or negative query resolution step widths are not accepted");
@@ -158,6 +148,19 @@ impl<'s> Engine<'s> {
             .map(|(labels, samples)| Series { labels, samples })
             .collect())
     }
+}
+
+/// Why `expr` cannot be a range query (a range vector or a string), if it
+/// cannot: Prometheus' message.
+pub fn range_type_error(expr: &Expr) -> Option<String> {
+    let name = match expr.value_type() {
+        ValueType::Scalar | ValueType::Vector => return None,
+        ValueType::Matrix => "range vector",
+        _ => "string",
+    };
+    Some(format!(
+        "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+    ))
 }
 
 /// Refuses what this evaluator does not do, before evaluating anything.

@@ -576,47 +576,10 @@ fn float_to_time(v: f64) -> Result<i64, String> {
     Ok(ms * 1_000_000)
 }
 
-/// Prometheus' `model.ParseDuration` in milliseconds: `1h30m`, units
-/// `y w d h m s ms`, each at most once and in that order; `0` alone.
+/// Prometheus' `model.ParseDuration` in milliseconds (see
+/// [`crate::alert::rules::parse_duration`]).
 pub(crate) fn parse_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut next_unit = 0;
-    let mut total: i64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = &s[ustart..i];
-        let k = UNITS[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
-        next_unit = k + 1;
-        total = total.checked_add(n.checked_mul(UNITS[k].1)?)?;
-    }
-    Some(total)
+    crate::alert::rules::parse_duration(s).ok()
 }
 
 /// Go's `strings.Title`: upper-cases the first letter of each word.
