@@ -590,8 +590,10 @@ impl Writer {
 struct Cursor {
     id: u64,
     file: File,
-    /// Bytes read from the file and not yet taken, starting at `offset`.
+    /// Bytes read from the file; `buf[pos..]` is not taken yet and starts
+    /// at file offset `offset`.
     buf: Vec<u8>,
+    pos: usize,
     offset: u64,
     /// The end of the last record handed to the sink (where a restart
     /// would resume once it is delivered).
@@ -745,14 +747,14 @@ impl Reader {
                 self.cursor = None;
                 continue;
             };
-            let read_to = c.offset + c.buf.len() as u64;
+            let read_to = c.offset + (c.buf.len() - c.pos) as u64;
             let complete = seg.complete && read_to >= seg.len;
-            match record::next(&c.buf, complete) {
+            match record::next(&c.buf[c.pos..], complete) {
                 Next::Record { payload, len } => {
                     let start = c.offset;
                     let end = start + len as u64;
-                    let decoded = record::decode(&c.buf[payload.0..payload.1]);
-                    c.buf.drain(..len);
+                    let decoded = record::decode(&c.buf[c.pos + payload.0..c.pos + payload.1]);
+                    c.pos += len;
                     c.offset = end;
                     let events = match decoded {
                         Ok(ev) => ev,
@@ -774,21 +776,25 @@ impl Reader {
                 }
                 Next::Damaged(n) => {
                     let start = c.offset;
-                    c.buf.drain(..n);
+                    c.pos += n;
                     c.offset += n as u64;
                     self.damaged(start, n as u64, "checksum or framing does not hold");
                 }
                 Next::Partial | Next::Empty if read_to < seg.len => {
-                    let want = (seg.len - read_to).min(READ_CHUNK.max(c.buf.len()) as u64);
-                    let mut more = vec![0; want as usize];
-                    if let Err(e) = c.file.read_exact(&mut more) {
+                    // Keep what is not taken, then read after it.
+                    c.buf.drain(..c.pos);
+                    c.pos = 0;
+                    let have = c.buf.len();
+                    let want = (seg.len - read_to).min(READ_CHUNK.max(have) as u64) as usize;
+                    c.buf.resize(have + want, 0);
+                    if let Err(e) = c.file.read_exact(&mut c.buf[have..]) {
+                        c.buf.truncate(have);
                         if self.warned.insert(format!("read:{}", c.id)) {
                             tracing::error!(sink = %self.name, segment = c.id, error = %e, "cannot read the disk buffer; trying again");
                         }
                         let _ = c.file.seek(SeekFrom::Start(read_to));
                         return None;
                     }
-                    c.buf.extend_from_slice(&more);
                 }
                 Next::Partial | Next::Empty if seg.complete => {
                     self.finished.insert(c.id, c.last_end);
@@ -836,6 +842,7 @@ impl Reader {
                     id,
                     file,
                     buf: Vec::new(),
+                    pos: 0,
                     offset: from,
                     last_end: from,
                 });
