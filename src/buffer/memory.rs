@@ -1,9 +1,10 @@
 //! The bounded memory buffer: a queue of batches in front of a sink, held
 //! to `max_events` events and `max_bytes` bytes of lines.
 //!
-//! While the queue is under its bounds it takes what the fan-out sends;
-//! once full it stops taking (`block`: the sources wait) or drops what
-//! arrives (`drop_newest`, counted). Batches keep their acknowledgements,
+//! A batch goes into the queue when it fits within the bounds (or the
+//! queue is empty: one batch larger than the bounds still passes); until
+//! it fits nothing more is taken (`block`: the sources wait), or it is
+//! dropped (`drop_newest`, counted). Batches keep their acknowledgements,
 //! so nothing is acknowledged before the sink delivers it; if the sink goes
 //! away (the grace period ended) what the queue holds is let go
 //! unacknowledged and counted as undelivered.
@@ -43,34 +44,40 @@ pub fn start(
     let task = tokio::spawn(async move {
         let mut queue: VecDeque<SharedBatch> = VecDeque::new();
         let (mut events, mut bytes) = (0usize, 0u64);
+        // A batch taken that does not fit yet: it waits here, outside the
+        // bounds, and nothing more is taken meanwhile (the sources wait).
+        let mut waiting: Option<SharedBatch> = None;
         let mut open = true;
         let mut warned = false;
         metrics.events.set(0);
         metrics.bytes.set(0);
-        while open || !queue.is_empty() {
-            let room = queue.is_empty() || (events < cfg.max_events && bytes < cfg.max_bytes);
-            let take = open && (room || cfg.when_full == WhenFull::DropNewest);
+        while open || !queue.is_empty() || waiting.is_some() {
+            if let Some(b) = waiting.take() {
+                let (n, s) = size(&b);
+                let fits = queue.is_empty()
+                    || (events + n <= cfg.max_events && bytes + s <= cfg.max_bytes);
+                if fits {
+                    events += n;
+                    bytes += s;
+                    metrics.events.add(n as i64);
+                    metrics.bytes.add(s as i64);
+                    queue.push_back(b);
+                } else if cfg.when_full == WhenFull::DropNewest {
+                    metrics.discarded.add(n as u64);
+                    if !warned {
+                        warned = true;
+                        tracing::warn!(sink = %name, "the memory buffer is full; dropping the newest batches (when_full: drop_newest), counted in weir_buffer_discarded_events_total");
+                    }
+                    // Dropped on purpose, as configured.
+                    b.delivered();
+                } else {
+                    waiting = Some(b);
+                }
+            }
             tokio::select! {
-                b = input.recv(), if take => match b {
+                b = input.recv(), if open && waiting.is_none() => match b {
                     None => open = false,
-                    Some(b) if !room => {
-                        let (n, _) = size(&b);
-                        metrics.discarded.add(n as u64);
-                        if !warned {
-                            warned = true;
-                            tracing::warn!(sink = %name, "the memory buffer is full; dropping the newest batches (when_full: drop_newest), counted in weir_buffer_discarded_events_total");
-                        }
-                        // Dropped on purpose, as configured.
-                        b.delivered();
-                    }
-                    Some(b) => {
-                        let (n, s) = size(&b);
-                        events += n;
-                        bytes += s;
-                        metrics.events.add(n as i64);
-                        metrics.bytes.add(s as i64);
-                        queue.push_back(b);
-                    }
+                    Some(b) => waiting = Some(b),
                 },
                 permit = tx.reserve(), if !queue.is_empty() => match permit {
                     Ok(permit) => {
@@ -84,7 +91,11 @@ pub fn start(
                     }
                     Err(_) => {
                         // The sink is gone: what is held stays unacknowledged.
-                        let held: usize = queue.drain(..).map(|b| b.events.len()).sum();
+                        let held: usize = queue
+                            .drain(..)
+                            .chain(waiting.take())
+                            .map(|b| b.events.len())
+                            .sum();
                         input.close();
                         let mut rest = 0;
                         while let Ok(b) = input.try_recv() {

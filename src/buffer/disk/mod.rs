@@ -55,8 +55,13 @@ pub struct DiskConfig {
 
 pub(super) const LEDGER: &str = "ledger.json";
 pub(super) const START: u64 = SEGMENT_MAGIC.len() as u64;
-/// How often the reader writes the ledger at most, and wakes to look.
-pub(super) const LEDGER_EVERY: Duration = Duration::from_millis(100);
+/// How long the reader waits for records before it looks again.
+pub(super) const WAKE_EVERY: Duration = Duration::from_millis(100);
+/// How often the reader writes the ledger at most. Cheap: while running
+/// it is replaced without an fsync (a `kill -9` keeps what the kernel
+/// has; only a power cut could leave an older or a damaged ledger, which
+/// means records sent again, never lost), and fsynced at the end.
+pub(super) const LEDGER_EVERY: Duration = Duration::from_millis(10);
 /// How much of a segment the reader holds in memory at once (more for one
 /// record that is larger).
 pub(super) const READ_CHUNK: usize = 4 << 20;

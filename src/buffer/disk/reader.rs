@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{LEDGER, LEDGER_EVERY, Ledger, READ_CHUNK, START, Shared, State, segment_path};
+use super::{
+    LEDGER, LEDGER_EVERY, Ledger, READ_CHUNK, START, Shared, State, WAKE_EVERY, segment_path,
+};
 use crate::ack::{Ack, AckTracker, Settlement};
 use crate::buffer::BufferMetrics;
 use crate::buffer::record::{self, Next, SEGMENT_MAGIC};
@@ -76,7 +78,7 @@ impl Reader {
                     if st.writer_done && self.caught_up(&st) {
                         break;
                     }
-                    let _ = self.shared.more.wait_timeout(st, LEDGER_EVERY);
+                    let _ = self.shared.more.wait_timeout(st, WAKE_EVERY);
                 }
             }
         }
@@ -141,7 +143,13 @@ impl Reader {
         if self.ledger != self.saved && (now || self.last_save.elapsed() >= LEDGER_EVERY) {
             self.last_save = Instant::now();
             let bytes = serde_json::to_vec(&self.ledger).expect("a ledger serializes");
-            match write_atomic(&self.dir.join(LEDGER), &bytes) {
+            let path = self.dir.join(LEDGER);
+            let written = if now {
+                write_atomic(&path, &bytes)
+            } else {
+                replace(&path, &bytes)
+            };
+            match written {
                 Ok(()) => {
                     self.saved = self.ledger;
                     self.warned.remove("ledger");
@@ -335,4 +343,12 @@ impl Reader {
         let segment = self.at.segment;
         tracing::warn!(sink = %self.name, segment, offset, bytes, "skipped a corrupt record in the disk buffer ({why}); the records after it are delivered");
     }
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename, so
+/// a crash of this process leaves the old file or the new one; no fsync.
+fn replace(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

@@ -333,7 +333,7 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
             // Writers append a little at a time: let it gather for a moment
             // rather than making a tiny batch per file per append.
             std::thread::sleep(MIN_ROUND.saturating_sub(round_start.elapsed()));
-        } else if !progressed && let Some(hint) = wake.wait(t.cfg.poll_interval.0) {
+        } else if !progressed && let Some(hint) = wake.wait(t.idle_wait()) {
             if hint.rescan {
                 next_scan = Instant::now();
             }
@@ -345,6 +345,17 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
 }
 
 impl Tailer {
+    /// How long an idle round waits for news: `poll_interval`, or less
+    /// while acknowledgements are due, so that checkpoints follow them.
+    fn idle_wait(&self) -> Duration {
+        let poll = self.cfg.poll_interval.0;
+        if self.progress.awaiting() {
+            poll.min(self.cfg.checkpoint_interval.0)
+        } else {
+            poll
+        }
+    }
+
     fn warn_once(&mut self, key: String) -> bool {
         self.warned.insert(key)
     }

@@ -163,6 +163,12 @@ impl Progress {
         Ok(Ack::new(token, tx))
     }
 
+    /// Whether batches are still in flight or settled ones not yet saved.
+    pub(super) fn awaiting(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.is_dirty())
+            || self.streams.keys().any(|s| !self.tracker.is_idle(*s))
+    }
+
     /// Applies the settlements reported since the last call.
     pub(super) fn settle_reported(&mut self) {
         while let Ok(s) = self.ack_rx.try_recv() {
