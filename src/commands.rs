@@ -54,6 +54,26 @@ fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
     }
 }
 
+/// `weir buffer inspect [SINK]`: what the pipeline's disk buffers hold.
+pub fn inspect_buffers(pipeline: Option<&Path>, sink: Option<&str>, json: bool) -> ExitCode {
+    let p = match load(pipeline) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match crate::buffer::inspect::read(&p, sink) {
+        Ok(reports) if json => print!("{}", crate::buffer::inspect::json(&reports)),
+        Ok(reports) => print!("{}", crate::buffer::inspect::table(&reports, &p.data_dir)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Options of `weir validate`.
 #[derive(Debug, Clone, Default)]
 pub struct ValidateArgs {

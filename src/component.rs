@@ -84,6 +84,9 @@ pub struct SinkContext {
     /// In `--once` runs with alert rules: the back-test a metrics sink
     /// drives on the events' own time.
     pub backtest: Option<Arc<crate::alert::backtest::Backtest>>,
+    /// The input comes from a disk buffer: what the sink does not deliver
+    /// stays there (it is not lost when the grace period ends).
+    pub buffered_on_disk: bool,
 }
 
 pub type SourceKind = Kind<dyn SourceSpec>;

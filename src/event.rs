@@ -106,6 +106,51 @@ impl Event {
         }
     }
 
+    /// The event as its parts, for the disk buffer's record encoding:
+    /// the line, the fields, and whether the line is their JSON encoding.
+    pub(crate) fn raw_parts(&self) -> (&str, &[Field], bool) {
+        (&self.line, &self.fields, self.verbatim)
+    }
+
+    /// An event rebuilt from [`Event::raw_parts`] read back from disk.
+    /// Every span is checked against the line, so a damaged record is an
+    /// error and never a panic later.
+    pub(crate) fn from_raw_parts(
+        line: String,
+        fields: Vec<Field>,
+        verbatim: bool,
+        time: i64,
+    ) -> Result<Event, String> {
+        let ok = |a: u32, b: u32| {
+            a <= b
+                && (b as usize) <= line.len()
+                && line.is_char_boundary(a as usize)
+                && line.is_char_boundary(b as usize)
+        };
+        let span_ok = |t: &Text| match t {
+            Text::Span(a, b) => ok(*a, *b),
+            Text::Owned(_) => true,
+        };
+        for f in &fields {
+            let value_ok = match &f.value {
+                Value::Json(a, b) => ok(*a, *b),
+                Value::Text(t) => span_ok(t),
+                Value::Owned(_) => true,
+            };
+            if !span_ok(&f.key) || !value_ok {
+                return Err("a field points outside its line".into());
+            }
+        }
+        Ok(Event {
+            line,
+            fields,
+            verbatim,
+            time,
+            timed: false,
+            origin: None,
+        })
+    }
+
     /// The line as read, without its line ending.
     pub fn line(&self) -> &str {
         &self.line

@@ -8,8 +8,9 @@
 //! - [`source`] reads lines (file tailing with checkpoints, stdin) and
 //!   [`decode`] turns them into [`event`]s; [`ack`] carries each batch's
 //!   acknowledgement back to its source.
-//! - [`fanout`] moves batches through bounded channels; [`topology`] wires
-//!   and runs the components, and reloads them.
+//! - [`fanout`] moves batches through bounded channels; [`buffer`] holds a
+//!   sink's input in memory or on disk; [`topology`] wires and runs the
+//!   components, and reloads them.
 //! - [`transform`] filters events; [`template`] renders fields into labels
 //!   and names.
 //! - [`metrics`] derives counters, histograms and LLM costs from events;
@@ -24,6 +25,7 @@
 pub mod ack;
 pub mod alert;
 pub mod api;
+pub mod buffer;
 pub mod commands;
 pub mod component;
 pub mod config;

@@ -80,6 +80,11 @@ enum Command {
         #[arg(long)]
         notify: bool,
     },
+    /// Look at the sinks' disk buffers.
+    Buffer {
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Work with the pipeline's alert rules outside weir.
     Rules {
         #[command(subcommand)]
@@ -102,6 +107,22 @@ enum Command {
         /// these lines (Prometheus text format), for exact comparisons.
         #[arg(long, value_name = "PATH")]
         truth: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BufferCommand {
+    /// What a disk buffer holds: records, events, bytes and the oldest
+    /// event time of what is not yet delivered (weir may be running or not).
+    Inspect {
+        /// Only this sink (default: every sink with a disk buffer).
+        sink: Option<String>,
+        /// Pipeline YAML file (default: the embedded feynman.yaml).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -175,6 +196,14 @@ fn main() -> ExitCode {
             strict,
         } => commands::validate(&pipelines, &ValidateArgs { pipeline, strict }),
         Command::Test { files } => commands::test(&files),
+        Command::Buffer {
+            command:
+                BufferCommand::Inspect {
+                    sink,
+                    pipeline,
+                    json,
+                },
+        } => commands::inspect_buffers(pipeline.as_deref(), sink.as_deref(), json),
         Command::Rules {
             command:
                 RulesCommand::Export {

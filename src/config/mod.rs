@@ -131,6 +131,8 @@ pub struct Component<K> {
     pub pos: Pos,
     pub inputs: Vec<String>,
     pub kind: K,
+    /// Sinks only: what holds their input (see `buffer`).
+    pub buffer: crate::buffer::Buffer,
 }
 
 /// A checked pipeline, ready to be built.
@@ -513,7 +515,31 @@ impl Checker {
                 (None, false) => Vec::new(),
                 (Some(n), true) => self.typed::<Vec<String>>(n, c).unwrap_or_default(),
             };
-            let opts = body.without_keys(&["type", "inputs"]);
+            let buffer = match body.get("buffer") {
+                None => crate::buffer::Buffer::Channel,
+                Some(n) if kind != "sink" => {
+                    self.push(
+                        Some(n.pos),
+                        c,
+                        format!(
+                            "only sinks take a `buffer`; a {kind} hands its output on as it comes"
+                        ),
+                    );
+                    crate::buffer::Buffer::Channel
+                }
+                Some(n) => match self.typed::<crate::buffer::BufferConfig>(n, c) {
+                    None => crate::buffer::Buffer::Channel,
+                    Some(b) => match b.check() {
+                        Ok(b) => b,
+                        Err((key, message)) => {
+                            let pos = n.get(key).map_or(n.pos, |k| k.pos);
+                            self.push(Some(pos), c, message);
+                            crate::buffer::Buffer::Channel
+                        }
+                    },
+                },
+            };
+            let opts = body.without_keys(&["type", "inputs", "buffer"]);
             let kind_def = component::find(table, &ty).expect("type checked above");
             let mut cx = CheckCx {
                 checker: self,
@@ -526,6 +552,7 @@ impl Checker {
                     pos: name_node.pos,
                     inputs,
                     kind: k,
+                    buffer,
                 });
             }
         }

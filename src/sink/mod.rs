@@ -112,6 +112,9 @@ pub struct SinkMetrics {
     retries: Counter,
     given_up: Counter,
     undelivered: Counter,
+    /// The sink reads from a disk buffer: what it lets go of at the end of
+    /// the grace period stays there, so it is not undelivered.
+    on_disk: bool,
 }
 
 impl SinkMetrics {
@@ -146,7 +149,14 @@ impl SinkMetrics {
                 "Events whose delivery was abandoned after retry.max_duration (dead-lettered where the sink can), by sink.",
                 &l,
             ),
+            on_disk: false,
         }
+    }
+
+    /// For a sink fed by a disk buffer.
+    pub fn on_disk(mut self, on_disk: bool) -> Self {
+        self.on_disk = on_disk;
+        self
     }
 }
 
@@ -257,7 +267,13 @@ impl Retrying<'_> {
         while let Ok(b) = input.try_recv() {
             events += b.events.len();
         }
-        if events > 0 {
+        if events > 0 && self.metrics.on_disk {
+            tracing::info!(
+                sink = self.name,
+                events,
+                "the grace period ended; what was not delivered stays in the disk buffer and is sent after a restart"
+            );
+        } else if events > 0 {
             self.metrics.undelivered.add(events as u64);
             tracing::error!(
                 sink = self.name,
@@ -337,7 +353,7 @@ pub fn spawn<S: Sink + 'static>(
     batch: BatchConfig,
     retry: RetryConfig,
 ) -> tokio::task::JoinHandle<()> {
-    let metrics = SinkMetrics::new(&cx.registry, &cx.name);
+    let metrics = SinkMetrics::new(&cx.registry, &cx.name).on_disk(cx.buffered_on_disk);
     tokio::spawn(drive(
         cx.name,
         sink,

@@ -33,14 +33,37 @@ pub fn sink(
     stop: Shutdown,
     cx: &Context,
 ) -> Result<JoinHandle<()>, String> {
-    c.kind.start(SinkContext {
+    let (input, buffer) = crate::buffer::attach(
+        c.buffer,
+        &c.name,
+        &cx.data_dir,
+        rx,
+        stop.clone(),
+        &cx.registry,
+    )?;
+    let task = c.kind.start(SinkContext {
         name: c.name.clone(),
-        input: rx,
+        input,
         registry: cx.registry.clone(),
         data_dir: cx.data_dir.clone(),
         shutdown: stop,
         backtest: cx.backtest.clone(),
-    })
+        buffered_on_disk: matches!(c.buffer, crate::buffer::Buffer::Disk(_)),
+    })?;
+    let Some(buffer) = buffer else {
+        return Ok(task);
+    };
+    // The sink is done once its buffer is too (a disk buffer's ledger and
+    // last fsync come after the sink's last delivery).
+    Ok(tokio::spawn(async move {
+        let sink = task.await;
+        let buffered = buffer.await;
+        for e in [sink.err(), buffered.err()].into_iter().flatten() {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }))
 }
 
 /// Starts a transform reading `rx` and sending to `out`.

@@ -305,7 +305,7 @@ fn changed_or_gone<'a, K: std::fmt::Debug>(
 /// The settings of a component as a comparable text: reload rebuilds a
 /// component exactly when this changes.
 fn config_of<K: std::fmt::Debug>(c: &Component<K>) -> String {
-    format!("{:?} <- {:?}", c.kind, c.inputs)
+    format!("{:?} <- {:?} via {:?}", c.kind, c.inputs, c.buffer)
 }
 
 impl Topology {
