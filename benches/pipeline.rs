@@ -17,6 +17,9 @@
 //!   this process on loopback that decodes every request and answers 204.
 //! - **(h) stdin → elasticsearch**: gzip `_bulk` requests to a receiver in this process
 //!   that decompresses them, counts the documents and answers `errors: false`.
+//! - **(i), (j) stdin → disk buffer → loki**: (g) with `buffer: {type: disk}` in front
+//!   of the Loki sink, fsync after every batch (i) or at most every 100 ms (j);
+//!   reported as ratios to (g), whose buffer is the default in-memory channel.
 //!
 //! Every weir run gets a fresh temporary `data_dir` (so no checkpoints carry over),
 //! `api.enabled: false`, and `--metrics-file`; the run must exit 0 and its
@@ -91,38 +94,58 @@ struct Case {
     label: &'static str,
     source: Source,
     sink: SinkKind,
+    /// The sink's `buffer:` settings (flow-style YAML), if any.
+    buffer: Option<&'static str>,
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 8] = [
     Case {
         label: "(b) weir stdin -> file",
         source: Source::Stdin,
         sink: SinkKind::File,
+        buffer: None,
     },
     Case {
         label: "(c) weir stdin -> blackhole",
         source: Source::Stdin,
         sink: SinkKind::Blackhole,
+        buffer: None,
     },
     Case {
         label: "(d) weir file -> blackhole",
         source: Source::File,
         sink: SinkKind::Blackhole,
+        buffer: None,
     },
     Case {
         label: "(f) weir stdin -> blackhole + metrics",
         source: Source::Stdin,
         sink: SinkKind::BlackholeAndMetrics,
+        buffer: None,
     },
     Case {
         label: "(g) weir stdin -> loki (loopback)",
         source: Source::Stdin,
         sink: SinkKind::Loki,
+        buffer: None,
     },
     Case {
         label: "(h) weir stdin -> es bulk (loopback)",
         source: Source::Stdin,
         sink: SinkKind::Elasticsearch,
+        buffer: None,
+    },
+    Case {
+        label: "(i) weir stdin -> disk buffer (fsync every batch) -> loki",
+        source: Source::Stdin,
+        sink: SinkKind::Loki,
+        buffer: Some("{type: disk, max_bytes: 1GiB, fsync: batch}"),
+    },
+    Case {
+        label: "(j) weir stdin -> disk buffer (fsync at most every 100ms) -> loki",
+        source: Source::Stdin,
+        sink: SinkKind::Loki,
+        buffer: Some("{type: disk, max_bytes: 1GiB, fsync: 100ms}"),
     },
 ];
 
@@ -443,6 +466,9 @@ fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
             let _ = writeln!(y, "    labels: {{app: feynman, level: '{{{{ level }}}}'}}");
         }
     }
+    if let Some(b) = case.buffer {
+        let _ = writeln!(y, "    buffer: {b}");
+    }
     y
 }
 
@@ -622,6 +648,7 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
     };
     let floor_lps = lines_per_s(floor, lines);
     let (b, c, f, g, h) = (get("(b)"), get("(c)"), get("(f)"), get("(g)"), get("(h)"));
+    let (i, j) = (get("(i)"), get("(j)"));
     let indexed = es_receiver()
         .entries
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -631,7 +658,22 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
         .load(std::sync::atomic::Ordering::Relaxed);
     let cpu = |m: &Measure| m.cpu.as_secs_f64();
     let added = cpu(&f) / cpu(&c) - 1.0;
+    let disk = |m: &Measure, which: &str| {
+        (
+            format!(
+                "({which}) disk buffer -> loki: {:.0} lines/s = {:.2}x the memory buffer's (g), CPU {:.2}x (g)'s, peak RSS {:.1} MiB",
+                lines_per_s(m, lines),
+                lines_per_s(m, lines) / lines_per_s(&g, lines),
+                cpu(m) / cpu(&g),
+                mib(m)
+            ),
+            // Reported, not a target: the disk's speed is the machine's.
+            true,
+        )
+    };
     vec![
+        disk(&i, "i"),
+        disk(&j, "j"),
         (
             format!(
                 "(h) stdin -> es bulk: every line received ({indexed} documents), {:.0} lines/s = {:.2}x the floor",

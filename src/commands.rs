@@ -55,17 +55,26 @@ fn load(path: Option<&Path>) -> Result<Pipeline, ConfigErrors> {
 }
 
 /// `weir buffer inspect [SINK]`: what the pipeline's disk buffers hold.
-pub fn inspect_buffers(pipeline: Option<&Path>, sink: Option<&str>, json: bool) -> ExitCode {
-    let p = match load(pipeline) {
-        Ok(p) => p,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+pub fn inspect_buffers(
+    pipeline: Option<&Path>,
+    data_dir: Option<&Path>,
+    sink: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    use crate::buffer::inspect;
+    let read = match data_dir {
+        Some(d) => inspect::read_dir(d, sink).map(|r| (r, d.to_path_buf())),
+        None => match load(pipeline) {
+            Ok(p) => inspect::read(&p, sink).map(|r| (r, p.data_dir.clone())),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
     };
-    match crate::buffer::inspect::read(&p, sink) {
-        Ok(reports) if json => print!("{}", crate::buffer::inspect::json(&reports)),
-        Ok(reports) => print!("{}", crate::buffer::inspect::table(&reports, &p.data_dir)),
+    match read {
+        Ok((reports, _)) if json => print!("{}", inspect::json(&reports)),
+        Ok((reports, dir)) => print!("{}", inspect::table(&reports, &dir)),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);

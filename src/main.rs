@@ -118,8 +118,11 @@ enum BufferCommand {
         /// Only this sink (default: every sink with a disk buffer).
         sink: Option<String>,
         /// Pipeline YAML file (default: the embedded feynman.yaml).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "data_dir")]
         pipeline: Option<PathBuf>,
+        /// Read the buffers under this data_dir instead of a pipeline's.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -201,9 +204,15 @@ fn main() -> ExitCode {
                 BufferCommand::Inspect {
                     sink,
                     pipeline,
+                    data_dir,
                     json,
                 },
-        } => commands::inspect_buffers(pipeline.as_deref(), sink.as_deref(), json),
+        } => commands::inspect_buffers(
+            pipeline.as_deref(),
+            data_dir.as_deref(),
+            sink.as_deref(),
+            json,
+        ),
         Command::Rules {
             command:
                 RulesCommand::Export {

@@ -380,3 +380,71 @@ fn an_empty_or_comment_only_pipeline_is_a_config_error() {
         assert_eq!(out.status.code(), Some(2), "{name}");
     }
 }
+
+#[test]
+fn buffer_inspect_reports_a_replay_buffer_and_names_what_to_fix() {
+    let s = Scratch::new();
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "data_dir: '{}'\napi: {{enabled: false}}\nsources:\n  in: {{type: stdin}}\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: '{}'\n    buffer: {{type: disk}}\n  plain: {{type: blackhole, inputs: [in]}}\n",
+            s.path("data").display(),
+            s.path("out.ndjson").display()
+        ),
+    );
+    let input: String = (0..500).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    let out = run_with_input(s.weir(&["run", &p, "--once"]), input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&s.path("out.ndjson")).lines().count(), 500);
+
+    // Delivered: the buffer is empty, and says so.
+    let out = s
+        .weir(&["buffer", "inspect", "--pipeline", &p, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["sink"], "out");
+    assert_eq!(v[0]["events"], 0);
+    let table = s
+        .weir(&["buffer", "inspect", "out", "--pipeline", &p])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.starts_with("SINK") && table.contains("\nout "),
+        "{table}"
+    );
+
+    let out = s
+        .weir(&["buffer", "inspect", "plain", "--pipeline", &p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sink `plain` has no disk buffer"), "{err}");
+    let out = s
+        .weir(&["buffer", "inspect", "nope", "--pipeline", &p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no sink `nope`; sinks with a disk buffer: out")
+    );
+    let out = s
+        .weir(&[
+            "buffer",
+            "inspect",
+            "--data-dir",
+            &s.path("data").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\nout "));
+}

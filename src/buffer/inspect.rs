@@ -53,6 +53,41 @@ pub fn read(pipeline: &Pipeline, sink: Option<&str>) -> Result<Vec<Report>, Stri
         .collect()
 }
 
+/// Reads every buffer directory under `<data_dir>/buffers/` (or only
+/// `sink`'s), for when the pipeline file is not at hand.
+pub fn read_dir(data_dir: &Path, sink: Option<&str>) -> Result<Vec<Report>, String> {
+    let root = data_dir.join("buffers");
+    let mut names: Vec<String> = match std::fs::read_dir(&root) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", root.display())),
+    };
+    names.sort();
+    if let Some(s) = sink {
+        if !names.iter().any(|n| n == s) {
+            return Err(format!(
+                "{} has no buffer of sink `{s}`; buffers there: {}",
+                root.display(),
+                list(&names.iter().map(String::as_str).collect::<Vec<_>>())
+            ));
+        }
+        names.retain(|n| n == s);
+    }
+    names
+        .into_iter()
+        .map(|sink| {
+            let dir = root.join(&sink);
+            let contents = disk::inspect(&dir, true)
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            Ok(Report { sink, contents })
+        })
+        .collect()
+}
+
 fn list(names: &[&str]) -> String {
     if names.is_empty() {
         "none".into()

@@ -22,6 +22,9 @@ pub mod inspect;
 pub mod memory;
 pub mod record;
 
+#[cfg(test)]
+mod disk_tests;
+
 use std::path::Path;
 use std::time::Duration;
 

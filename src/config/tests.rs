@@ -333,3 +333,44 @@ fn api_connection_limits() {
         ]
     );
 }
+
+fn with_buffer(buffer: &str) -> Result<Pipeline, Vec<String>> {
+    check(&format!(
+        "sources:\n  pipe: {{type: stdin}}\nsinks:\n  out:\n    type: file\n    inputs: [pipe]\n    path: ./out.ndjson\n    buffer: {buffer}\n"
+    ))
+}
+
+#[test]
+fn a_sink_buffer_is_checked_with_its_position() {
+    use crate::buffer::{Buffer, Fsync, WhenFull};
+    let p =
+        with_buffer("{type: disk, max_size: 64MiB, fsync: 50ms, when_full: drop_newest}").unwrap();
+    let Buffer::Disk(d) = p.sinks[0].buffer else {
+        panic!("{:?}", p.sinks[0].buffer)
+    };
+    assert_eq!(d.max_bytes, 64 << 20);
+    assert_eq!(d.fsync, Fsync::Every(std::time::Duration::from_millis(50)));
+    assert_eq!(d.when_full, WhenFull::DropNewest);
+    assert!(matches!(
+        with_buffer("{type: memory, max_events: 500}").unwrap().sinks[0].buffer,
+        Buffer::Memory(m) if m.max_events == 500
+    ));
+    assert_eq!(
+        with_buffer("{type: memory}").unwrap().sinks[0].buffer,
+        Buffer::Channel
+    );
+
+    let e = with_buffer("{type: disk, max_events: 10}").unwrap_err();
+    assert!(
+        e[0].contains("p.yaml:8:") && e[0].contains("max_bytes"),
+        "{e:?}"
+    );
+    let e = with_buffer("{type: disk, fsync: sometimes}").unwrap_err();
+    assert!(e[0].contains("`sometimes` is not an fsync policy"), "{e:?}");
+    let e = with_buffer("{type: tape}").unwrap_err();
+    assert!(e[0].contains("tape"), "{e:?}");
+    let e = with_buffer("{type: memory, fsync: batch}").unwrap_err();
+    assert!(e[0].contains("disk buffers"), "{e:?}");
+    let e = check("sources:\n  pipe: {type: stdin, buffer: {type: disk}}\nsinks:\n  out: {type: blackhole, inputs: [pipe]}\n").unwrap_err();
+    assert!(e[0].contains("only sinks take a `buffer`"), "{e:?}");
+}
