@@ -46,12 +46,25 @@ pub struct Settlement {
     pub delivered: bool,
 }
 
-#[derive(Debug)]
+/// Called once a batch is settled, after its report is sent: lets a source
+/// that sleeps between reads wake up and checkpoint at once.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
 struct Shared {
     token: AckToken,
     holders: AtomicUsize,
     lost: AtomicBool,
     tx: mpsc::Sender<Settlement>,
+    wake: Option<Waker>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("token", &self.token)
+            .field("holders", &self.holders)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One holder's obligation to report on a batch. Not `Clone`: a new holder
@@ -64,12 +77,18 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(token: AckToken, tx: mpsc::Sender<Settlement>) -> Self {
+        Self::waking(token, tx, None)
+    }
+
+    /// Like [`Ack::new`], and calls `wake` once the report is sent.
+    pub fn waking(token: AckToken, tx: mpsc::Sender<Settlement>, wake: Option<Waker>) -> Self {
         Ack {
             shared: Arc::new(Shared {
                 token,
                 holders: AtomicUsize::new(1),
                 lost: AtomicBool::new(false),
                 tx,
+                wake,
             }),
             settled: false,
         }
@@ -103,6 +122,9 @@ impl Drop for Ack {
             };
             // The source may be gone already (shutdown); nothing to tell then.
             let _ = self.shared.tx.send(settlement);
+            if let Some(wake) = &self.shared.wake {
+                wake();
+            }
         }
     }
 }

@@ -22,9 +22,6 @@ pub mod inspect;
 pub mod memory;
 pub mod record;
 
-#[cfg(test)]
-mod disk_tests;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -222,3 +219,6 @@ pub fn attach(
         }
     }
 }
+
+#[cfg(test)]
+mod disk_tests;

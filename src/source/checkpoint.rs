@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::Fingerprint;
+use crate::telemetry::Counter;
 
 const VERSION: u32 = 1;
 
@@ -165,8 +167,17 @@ impl Checkpoints {
 
     /// Writes the checkpoints if they changed (temp file, fsync, rename, fsync dir).
     pub fn save(&mut self, now: i64) -> std::io::Result<()> {
+        match self.snapshot(now) {
+            Some(bytes) => write_atomic(&self.path, &bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// The checkpoint file's new contents if they changed since the last
+    /// call (which counts them as saved: hand them to a [`Saver`]).
+    pub fn snapshot(&mut self, now: i64) -> Option<Vec<u8>> {
         if !self.dirty {
-            return Ok(());
+            return None;
         }
         self.entries.retain(|_, e| now - e.seen <= RETENTION_SECS);
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
@@ -176,9 +187,120 @@ impl Checkpoints {
             fingerprint_bytes: self.fingerprint_bytes,
             files,
         };
-        write_atomic(&self.path, &serde_json::to_vec_pretty(&disk)?)?;
         self.dirty = false;
-        Ok(())
+        Some(serde_json::to_vec_pretty(&disk).expect("checkpoints serialize"))
+    }
+
+    /// A save failed: the next [`Checkpoints::snapshot`] tries again.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// The checkpoint file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes one source's checkpoint file on a thread of its own, so that a
+/// slow fsync never holds up reading. What is handed over replaces what
+/// is still waiting (only the newest checkpoints matter), so writes
+/// coalesce by themselves when the disk is slower than the
+/// acknowledgements. A write that fails is tried again, every second,
+/// until it works or newer checkpoints come.
+pub struct Saver {
+    shared: Arc<(Mutex<Slot>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    next: Option<Vec<u8>>,
+    closed: bool,
+}
+
+impl Saver {
+    /// Starts the writer of `path`; failures are counted in `errors` and
+    /// logged (once until a write works again) for `source`.
+    pub fn start(path: PathBuf, source: String, errors: Counter) -> std::io::Result<Saver> {
+        let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let theirs = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("{source}-checkpoints"))
+            .spawn(move || save_loop(&path, &source, &errors, &theirs))?;
+        Ok(Saver {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Writes `bytes` as soon as the thread can, instead of anything
+    /// handed over before and not yet written.
+    pub fn submit(&self, bytes: Vec<u8>) {
+        let (slot, cv) = &*self.shared;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).next = Some(bytes);
+        cv.notify_one();
+    }
+
+    /// Writes what is still waiting and stops the thread.
+    pub fn finish(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        let (slot, cv) = &*self.shared;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Saver {
+    /// Writes what is waiting before letting go: a dropped saver must not
+    /// silently lose the last checkpoints.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn save_loop(path: &Path, source: &str, errors: &Counter, shared: &(Mutex<Slot>, Condvar)) {
+    let (slot, cv) = shared;
+    let mut failing = false;
+    loop {
+        let (bytes, closed) = {
+            let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+            while s.next.is_none() && !s.closed {
+                s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            (s.next.take(), s.closed)
+        };
+        let Some(bytes) = bytes else { return };
+        match write_atomic(path, &bytes) {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(source, "checkpoints are written again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                errors.inc();
+                if !failing {
+                    tracing::error!(source, error = %e, "cannot write checkpoints; will retry (a restart would read again from the last saved ones)");
+                }
+                failing = true;
+                if closed {
+                    return;
+                }
+                // Keep them unless newer ones came meanwhile; retry soon.
+                let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+                if s.next.is_none() {
+                    s.next = Some(bytes);
+                }
+                let _ = cv.wait_timeout(s, std::time::Duration::from_secs(1));
+            }
+        }
     }
 }
 

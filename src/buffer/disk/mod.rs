@@ -317,7 +317,9 @@ pub fn start(
         warned: HashSet::new(),
     };
     let (settle_tx, settle_rx) = std_mpsc::channel();
+    let woken = Arc::clone(&shared);
     let reader = Reader {
+        waker: Arc::new(move || woken.more.notify_all()),
         name: name.to_string(),
         dir,
         shared,

@@ -41,6 +41,8 @@ pub(super) struct Reader {
     pub(super) shared: Arc<Shared>,
     /// The sink's input; dropped at the end, which closes it.
     pub(super) tx: Option<mpsc::Sender<SharedBatch>>,
+    /// Wakes this reader when the sink settles a batch, so the ledger follows.
+    pub(super) waker: crate::ack::Waker,
     /// Cloned into every acknowledgement; dropped at the end.
     pub(super) settle_tx: Option<std_mpsc::Sender<Settlement>>,
     pub(super) settle_rx: std_mpsc::Receiver<Settlement>,
@@ -281,7 +283,10 @@ impl Reader {
         self.sent.insert((id, end), (events.len() as u64, len));
         SharedBatch {
             events,
-            ack: self.settle_tx.clone().map(|tx| Ack::new(token, tx)),
+            ack: self
+                .settle_tx
+                .clone()
+                .map(|tx| Ack::waking(token, tx, Some(Arc::clone(&self.waker)))),
         }
     }
 

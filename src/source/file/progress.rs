@@ -26,7 +26,7 @@ use crate::decode::timestamp::now_nanos;
 use crate::fanout::Closed;
 use crate::shutdown::Shutdown;
 use crate::source::SourceContext;
-use crate::source::checkpoint::{Checkpoints, Entry};
+use crate::source::checkpoint::{Checkpoints, Entry, Saver, write_atomic};
 use crate::source::fingerprint::Fingerprint;
 use crate::telemetry::Counter;
 
@@ -56,10 +56,14 @@ pub(super) struct Progress {
     next_stream: StreamId,
     /// `None` with `ignore_checkpoints`.
     checkpoints: Option<Checkpoints>,
+    /// Writes them, off this thread.
+    saver: Option<Saver>,
     interval: Duration,
     last_checkpoint: Instant,
     /// `weir_checkpoint_errors_total`.
     errors: Counter,
+    /// Wakes the source's idle wait when a batch is settled.
+    waker: Option<crate::ack::Waker>,
     /// Problems already reported, so each is logged once.
     warned: HashSet<String>,
 }
@@ -82,8 +86,14 @@ impl Progress {
             }
             Some(cp)
         };
+        let saver = checkpoints.as_ref().and_then(|cp| {
+            Saver::start(cp.path().to_path_buf(), ctx.name.clone(), errors.clone())
+                .map_err(|e| tracing::warn!(source = %ctx.name, error = %e, "cannot start the checkpoint writer; checkpoints are written while reading"))
+                .ok()
+        });
         let (ack_tx, ack_rx) = mpsc::channel();
         Progress {
+            saver,
             source: ctx.name.clone(),
             ack_tx: Some(ack_tx),
             ack_rx,
@@ -94,8 +104,14 @@ impl Progress {
             interval: cfg.checkpoint_interval.0,
             last_checkpoint: Instant::now(),
             errors,
+            waker: None,
             warned: HashSet::new(),
         }
+    }
+
+    /// Settlements wake the source through `waker` from now on.
+    pub(super) fn wake_with(&mut self, waker: crate::ack::Waker) {
+        self.waker = Some(waker);
     }
 
     /// The checkpoint of the file with this content, if there is one.
@@ -160,7 +176,7 @@ impl Progress {
         let Some(tx) = self.ack_tx.clone() else {
             return Err(Closed);
         };
-        Ok(Ack::new(token, tx))
+        Ok(Ack::waking(token, tx, self.waker.clone()))
     }
 
     /// Whether batches are still in flight or settled ones not yet saved.
@@ -202,6 +218,34 @@ impl Progress {
         cp.set(info.fingerprint, offset, &info.path, done, unix_now());
     }
 
+    /// Waits `d`, applying acknowledgements as they arrive and saving the
+    /// checkpoints they move (no more often than `checkpoint_interval`).
+    pub(super) fn pause(&mut self, d: Duration, open: impl IntoIterator<Item = StreamId>) {
+        let open: Vec<StreamId> = open.into_iter().collect();
+        let end = Instant::now() + d;
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            let due = self
+                .checkpoints
+                .as_ref()
+                .is_some_and(|c| c.is_dirty())
+                .then(|| self.last_checkpoint + self.interval);
+            let until = due.map_or(end, |t| t.min(end)).max(now);
+            match self.ack_rx.recv_timeout(until - now) {
+                Ok(s) => self.settled(s),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(end - now);
+                    return;
+                }
+            }
+            self.maybe_checkpoint(false, open.iter().copied());
+        }
+    }
+
     /// Every `checkpoint_interval` (or now, with `force`): forgets the
     /// streams of files no longer `open` whose batches are all settled, and
     /// writes the checkpoints if they changed.
@@ -229,12 +273,19 @@ impl Progress {
         let Some(cp) = self.checkpoints.as_mut() else {
             return;
         };
-        if cp.is_dirty()
-            && let Err(e) = cp.save(unix_now())
-        {
-            self.errors.inc();
-            if self.warned.insert("checkpoint-save".into()) {
-                tracing::error!(source = %self.source, error = %e, "cannot write checkpoints; will retry (a restart would read again from the last saved ones)");
+        let Some(bytes) = cp.snapshot(unix_now()) else {
+            return;
+        };
+        match &self.saver {
+            Some(saver) => saver.submit(bytes),
+            None => {
+                if let Err(e) = write_atomic(cp.path(), &bytes) {
+                    cp.mark_dirty();
+                    self.errors.inc();
+                    if self.warned.insert("checkpoint-save".into()) {
+                        tracing::error!(source = %self.source, error = %e, "cannot write checkpoints; will retry (a restart would read again from the last saved ones)");
+                    }
+                }
             }
         }
     }
@@ -270,5 +321,8 @@ impl Progress {
             tracing::warn!(source = %self.source, batches = lost, "some batches were not delivered; the checkpoints stay before them, so a restart reads them again");
         }
         self.maybe_checkpoint(true, []);
+        if let Some(saver) = self.saver.take() {
+            saver.finish();
+        }
     }
 }

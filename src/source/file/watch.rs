@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -24,11 +24,14 @@ pub struct Wakeup {
     watcher: Option<RecommendedWatcher>,
     watched: HashSet<PathBuf>,
     rx: mpsc::Receiver<bool>,
+    /// For wake-ups that are not file-system events.
+    tx: mpsc::SyncSender<bool>,
 }
 
 impl Wakeup {
     pub fn new() -> Wakeup {
         let (tx, rx) = mpsc::sync_channel(64);
+        let own = tx.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let rescan = match res {
                 Ok(ev) => !matches!(
@@ -45,14 +48,15 @@ impl Wakeup {
                 watcher: Some(w),
                 watched: HashSet::new(),
                 rx,
+                tx: own,
             },
             Err(e) => {
                 tracing::info!(error = %e, "file-system events unavailable; polling only");
-                let (_tx, rx) = mpsc::sync_channel(1);
                 Wakeup {
                     watcher: None,
                     watched: HashSet::new(),
                     rx,
+                    tx: own,
                 }
             }
         }
@@ -84,6 +88,16 @@ impl Wakeup {
                 tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory; polling it")
             }
         }
+    }
+
+    /// Something other than the file system that wakes [`Wakeup::wait`]
+    /// (with no rescan): acknowledgements, so checkpoints follow them.
+    pub fn waker(&self) -> crate::ack::Waker {
+        let tx = self.tx.clone();
+        Arc::new(move || {
+            // Full means a wake-up is pending already.
+            let _ = tx.try_send(false);
+        })
     }
 
     /// Waits up to `timeout` for an event; returns what the events suggest.
