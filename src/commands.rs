@@ -684,8 +684,14 @@ pub fn generate(
     if truth.is_some() {
         w.track_truth();
     }
+    let counted = |out| crate::progress::CountingWriter::new(out, lines);
     let result = match output {
-        Some(p) => std::fs::File::create(p).and_then(|f| w.write_lines(lines, f)),
+        Some(p) => std::fs::File::create(p).and_then(|f| {
+            let mut out = counted(std::io::BufWriter::new(f));
+            let n = w.write_lines(lines, &mut out)?;
+            out.finish().flush()?;
+            Ok(n)
+        }),
         None => w.write_lines(lines, std::io::stdout().lock()),
     }
     .and_then(|_| match (truth, w.truth()) {

@@ -39,6 +39,12 @@ pub struct Kind<S: ?Sized> {
 pub trait SourceSpec: Debug + Send + Sync {
     /// Reads until the input ends (`--once`) or the source is stopped.
     fn run(&self, ctx: SourceContext) -> Result<(), String>;
+
+    /// How many bytes a `--once` replay would read now, if known (for
+    /// its progress display).
+    fn replay_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A checked transform.

@@ -20,7 +20,8 @@
 //!   rules; not wired into pipelines yet.
 //! - [`telemetry`] holds weir's own counters, served by [`api`] with the
 //!   derived metrics; [`shutdown`], [`redact`] and [`rlimit`] are small
-//!   leaves used throughout; [`commands`] is what the CLI runs.
+//!   leaves used throughout; [`progress`] shows how long work goes;
+//!   [`commands`] is what the CLI runs.
 
 pub mod ack;
 pub mod alert;
@@ -34,6 +35,7 @@ pub mod event;
 pub mod fanout;
 pub mod http;
 pub mod metrics;
+pub mod progress;
 pub mod redact;
 pub mod rlimit;
 pub mod shutdown;

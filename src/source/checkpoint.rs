@@ -43,6 +43,9 @@ pub struct Entry {
 struct OnDisk {
     version: u32,
     fingerprint_bytes: usize,
+    /// Counts snapshots, so the newer of the two files can be told.
+    #[serde(default)]
+    generation: u64,
     files: Vec<Entry>,
 }
 
@@ -53,6 +56,7 @@ pub struct Checkpoints {
     fingerprint_bytes: usize,
     entries: HashMap<Fingerprint, Entry>,
     dirty: bool,
+    generation: u64,
 }
 
 /// How long an entry for a file that is no longer seen is kept.
@@ -64,64 +68,62 @@ impl Checkpoints {
         data_dir.join("checkpoints").join(format!("{name}.json"))
     }
 
-    /// Loads the checkpoints; a problem is returned as a warning to log and
-    /// the store starts empty.
+    /// The fsynced copy beside the checkpoint file at `path`: `path` is
+    /// replaced as acknowledgements arrive (a rename, no fsync: what a
+    /// `kill -9` leaves is always current), the copy is fsynced at most
+    /// every second and at the end (what a power cut cannot take away).
+    pub fn synced_path(path: &Path) -> PathBuf {
+        path.with_extension("synced.json")
+    }
+
+    /// Loads the checkpoints from the newer (by generation) of the file and
+    /// its fsynced copy that reads well; a problem is returned as a warning
+    /// to log. A damaged file is moved aside; a damaged copy is ignored.
     pub fn load(path: PathBuf, fingerprint_bytes: usize) -> (Checkpoints, Option<String>) {
         let mut cp = Checkpoints {
             path,
             fingerprint_bytes,
             entries: HashMap::new(),
             dirty: false,
+            generation: 0,
         };
-        let text = match std::fs::read(&cp.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (cp, None),
-            Err(e) => {
-                let w = format!(
-                    "cannot read checkpoint file {}: {e}; starting from read_from",
-                    cp.path.display()
-                );
-                return (cp, Some(w));
+        let main = read_file(&cp.path, fingerprint_bytes);
+        let copy = read_file(&Self::synced_path(&cp.path), fingerprint_bytes);
+        let mut warning = None;
+        let mut best: Option<OnDisk> = None;
+        match main {
+            Read::Missing => {}
+            Read::Good(d) => best = Some(d),
+            Read::Unreadable(w) => warning = Some(w),
+            Read::Bad(w) => {
+                let aside = cp.path.with_extension("json.corrupt");
+                let moved = std::fs::rename(&cp.path, &aside).is_ok();
+                warning = Some(if moved {
+                    format!("{w}; moved it to {}", aside.display())
+                } else {
+                    w
+                });
             }
-        };
-        let parsed: Result<OnDisk, String> =
-            serde_json::from_slice(&text).map_err(|e| e.to_string());
-        let warning = match parsed {
-            Ok(d) if d.version != VERSION => Some(format!(
-                "checkpoint file {} has version {}, this weir reads {VERSION}",
-                cp.path.display(),
-                d.version
-            )),
-            Ok(d) if d.fingerprint_bytes != fingerprint_bytes => Some(format!(
-                "checkpoint file {} was written with fingerprint_bytes {}, the source now uses {fingerprint_bytes}: files cannot be matched",
-                cp.path.display(),
-                d.fingerprint_bytes
-            )),
-            Ok(d) => {
-                for e in d.files {
-                    if let Ok(fp) = u64::from_str_radix(&e.fingerprint, 16) {
-                        cp.entries.insert(fp, e);
-                    }
-                }
-                return (cp, None);
-            }
-            Err(e) => Some(format!(
-                "checkpoint file {} is corrupt ({e})",
-                cp.path.display()
-            )),
-        };
-        let aside = cp.path.with_extension("json.corrupt");
-        let moved = std::fs::rename(&cp.path, &aside).is_ok();
-        let mut w = warning.unwrap_or_default();
-        if moved {
-            w.push_str(&format!(
-                "; moved it to {} and starting from read_from",
-                aside.display()
-            ));
-        } else {
-            w.push_str("; starting from read_from");
         }
-        (cp, Some(w))
+        if let Read::Good(c) = copy
+            && best.as_ref().is_none_or(|b| c.generation > b.generation)
+        {
+            best = Some(c);
+        }
+        match (&mut warning, &best) {
+            (Some(w), Some(_)) => w.push_str("; resuming from its fsynced copy beside it"),
+            (Some(w), None) => w.push_str("; starting from read_from"),
+            _ => {}
+        }
+        if let Some(d) = best {
+            cp.generation = d.generation;
+            for e in d.files {
+                if let Ok(fp) = u64::from_str_radix(&e.fingerprint, 16) {
+                    cp.entries.insert(fp, e);
+                }
+            }
+        }
+        (cp, warning)
     }
 
     pub fn get(&self, fp: Fingerprint) -> Option<&Entry> {
@@ -182,9 +184,11 @@ impl Checkpoints {
         self.entries.retain(|_, e| now - e.seen <= RETENTION_SECS);
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| a.path.cmp(&b.path).then(a.fingerprint.cmp(&b.fingerprint)));
+        self.generation += 1;
         let disk = OnDisk {
             version: VERSION,
             fingerprint_bytes: self.fingerprint_bytes,
+            generation: self.generation,
             files,
         };
         self.dirty = false;
@@ -199,6 +203,46 @@ impl Checkpoints {
     /// The checkpoint file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// What reading one checkpoint file gave.
+enum Read {
+    Missing,
+    Good(OnDisk),
+    /// It could not be read at all (permissions, I/O).
+    Unreadable(String),
+    /// It reads, but is damaged or of another kind.
+    Bad(String),
+}
+
+fn read_file(path: &Path, fingerprint_bytes: usize) -> Read {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Missing,
+        Err(e) => {
+            return Read::Unreadable(format!(
+                "cannot read checkpoint file {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    match serde_json::from_slice::<OnDisk>(&text) {
+        Ok(d) if d.version != VERSION => Read::Bad(format!(
+            "checkpoint file {} has version {}, this weir reads {VERSION}",
+            path.display(),
+            d.version
+        )),
+        Ok(d) if d.fingerprint_bytes != fingerprint_bytes => Read::Bad(format!(
+            "checkpoint file {} was written with fingerprint_bytes {}, the source now uses {fingerprint_bytes}: files cannot be matched",
+            path.display(),
+            d.fingerprint_bytes
+        )),
+        Ok(d) => Read::Good(d),
+        Err(e) => Read::Bad(format!(
+            "checkpoint file {} is corrupt ({e})",
+            path.display()
+        )),
     }
 }
 
@@ -222,12 +266,19 @@ struct Slot {
 impl Saver {
     /// Starts the writer of `path`; failures are counted in `errors` and
     /// logged (once until a write works again) for `source`.
-    pub fn start(path: PathBuf, source: String, errors: Counter) -> std::io::Result<Saver> {
+    /// `durable`: each write is fsynced (and the directory); otherwise the
+    /// file is only replaced by a rename, which a `kill -9` cannot tear.
+    pub fn start(
+        path: PathBuf,
+        durable: bool,
+        source: String,
+        errors: Counter,
+    ) -> std::io::Result<Saver> {
         let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("{source}-checkpoints"))
-            .spawn(move || save_loop(&path, &source, &errors, &theirs))?;
+            .spawn(move || save_loop(&path, durable, &source, &errors, &theirs))?;
         Ok(Saver {
             shared,
             thread: Some(thread),
@@ -265,7 +316,13 @@ impl Drop for Saver {
     }
 }
 
-fn save_loop(path: &Path, source: &str, errors: &Counter, shared: &(Mutex<Slot>, Condvar)) {
+fn save_loop(
+    path: &Path,
+    durable: bool,
+    source: &str,
+    errors: &Counter,
+    shared: &(Mutex<Slot>, Condvar),
+) {
     let (slot, cv) = shared;
     let mut failing = false;
     loop {
@@ -277,7 +334,12 @@ fn save_loop(path: &Path, source: &str, errors: &Counter, shared: &(Mutex<Slot>,
             (s.next.take(), s.closed)
         };
         let Some(bytes) = bytes else { return };
-        match write_atomic(path, &bytes) {
+        let written = if durable {
+            write_atomic(path, &bytes)
+        } else {
+            replace(path, &bytes)
+        };
+        match written {
             Ok(()) => {
                 if failing {
                     tracing::info!(source, "checkpoints are written again");
@@ -302,6 +364,21 @@ fn save_loop(path: &Path, source: &str, errors: &Counter, shared: &(Mutex<Slot>,
             }
         }
     }
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename: a
+/// crash of the process leaves the old file or the new one. No fsync, so
+/// cheap; a power cut may leave either, or a damaged file.
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(e);
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&tmp, bytes)?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Writes `bytes` and a newline to `path` so that a crash leaves the old
@@ -353,6 +430,53 @@ mod tests {
         assert!(w.contains("starting from read_from"), "{w}");
         assert!(path.with_extension("json.corrupt").exists());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_newer_of_the_file_and_its_fsynced_copy_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Checkpoints::file_for(dir.path(), "app");
+        let copy = Checkpoints::synced_path(&path);
+        let (mut cp, _) = Checkpoints::load(path.clone(), 256);
+        cp.set(0xabc, 10, Path::new("a.log"), false, 1000);
+        write_atomic(&copy, &cp.snapshot(1000).unwrap()).unwrap();
+        cp.set(0xabc, 20, Path::new("a.log"), false, 1000);
+        replace(&path, &cp.snapshot(1000).unwrap()).unwrap();
+        let (back, w) = Checkpoints::load(path.clone(), 256);
+        assert!(w.is_none());
+        assert_eq!(back.get(0xabc).unwrap().offset, 20, "the file is newer");
+
+        // A copy newer than the file (a failed replace).
+        let (mut cp, _) = Checkpoints::load(path.clone(), 256);
+        cp.set(0xabc, 30, Path::new("a.log"), false, 1000);
+        write_atomic(&copy, &cp.snapshot(1000).unwrap()).unwrap();
+        assert_eq!(
+            Checkpoints::load(path.clone(), 256)
+                .0
+                .get(0xabc)
+                .unwrap()
+                .offset,
+            30
+        );
+
+        // A damaged file (a power cut): reported, moved aside, the copy used.
+        std::fs::write(&path, "{garbage").unwrap();
+        let (back, w) = Checkpoints::load(path.clone(), 256);
+        let w = w.unwrap();
+        assert!(
+            w.contains("is corrupt") && w.contains("resuming from its fsynced copy"),
+            "{w}"
+        );
+        assert_eq!(back.get(0xabc).unwrap().offset, 30);
+        // A damaged copy is only ignored.
+        std::fs::write(&copy, "\0\0").unwrap();
+        write_atomic(
+            &path,
+            b"{\"version\": 1, \"fingerprint_bytes\": 256, \"files\": []}",
+        )
+        .unwrap();
+        let (back, w) = Checkpoints::load(path, 256);
+        assert!(w.is_none() && back.is_empty(), "{w:?}");
     }
 
     #[test]

@@ -52,6 +52,14 @@ impl SourceSpec for StdinSpec {
     fn run(&self, ctx: SourceContext) -> Result<(), String> {
         run(self.cfg.clone(), ctx)
     }
+
+    /// The size of standard input when it is a file (`< app.log`).
+    fn replay_bytes(&self) -> Option<u64> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        let m = std::fs::File::from(fd).metadata().ok()?;
+        m.is_file().then_some(m.len())
+    }
 }
 
 fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {

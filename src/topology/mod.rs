@@ -214,7 +214,14 @@ pub async fn run(
     }
     on_started();
     let metrics = ReloadMetrics::new(registry);
-    let progress = once.then(|| tokio::spawn(report_progress(registry.clone())));
+    let progress = once.then(|| {
+        let total = pipeline
+            .sources
+            .iter()
+            .filter_map(|c| c.kind.replay_bytes())
+            .reduce(|a, b| a + b);
+        tokio::spawn(crate::progress::replay(registry.clone(), total))
+    });
 
     let mut failure = None;
     while !t.alive.is_empty() || !t.replacing.is_empty() {
@@ -605,24 +612,5 @@ impl Topology {
                 Err(e.to_string())
             }
         }
-    }
-}
-
-/// A progress line every 10 s during `--once` replays, which can be long.
-async fn report_progress(registry: Registry) {
-    let start = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let lines = registry.sum("weir_lines_read_total");
-        let bytes = registry.sum("weir_bytes_read_total");
-        let out = registry.sum("weir_events_out_total");
-        let secs = start.elapsed().as_secs_f64();
-        tracing::info!(
-            "replay: {lines} lines read ({:.1} MB, {:.0} lines/s), {out} events delivered",
-            bytes as f64 / 1e6,
-            lines as f64 / secs
-        );
     }
 }

@@ -19,7 +19,7 @@ use crate::ack::{Ack, AckTracker, Settlement};
 use crate::buffer::BufferMetrics;
 use crate::buffer::record::{self, Next, SEGMENT_MAGIC};
 use crate::event::{Event, SharedBatch};
-use crate::source::checkpoint::write_atomic;
+use crate::source::checkpoint::{replace, write_atomic};
 
 /// The reader's place in one segment.
 pub(super) struct Cursor {
@@ -348,12 +348,4 @@ impl Reader {
         let segment = self.at.segment;
         tracing::warn!(sink = %self.name, segment, offset, bytes, "skipped a corrupt record in the disk buffer ({why}); the records after it are delivered");
     }
-}
-
-/// Replaces `path` with `bytes` through a temporary file and a rename, so
-/// a crash of this process leaves the old file or the new one; no fsync.
-fn replace(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

@@ -241,6 +241,20 @@ impl SourceSpec for FileSpec {
     fn run(&self, ctx: SourceContext) -> Result<(), String> {
         run(self.cfg.clone(), self.globs.clone(), ctx)
     }
+
+    /// The sizes of the files that match now (compressed sizes for gzip
+    /// files, which read as more).
+    fn replay_bytes(&self) -> Option<u64> {
+        let (paths, _) = self.globs.discover();
+        Some(
+            paths
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum(),
+        )
+    }
 }
 
 fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {

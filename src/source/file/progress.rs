@@ -57,7 +57,7 @@ pub(super) struct Progress {
     /// `None` with `ignore_checkpoints`.
     checkpoints: Option<Checkpoints>,
     /// Writes them, off this thread.
-    saver: Option<Saver>,
+    saver: Option<Savers>,
     interval: Duration,
     last_checkpoint: Instant,
     /// `weir_checkpoint_errors_total`.
@@ -87,9 +87,22 @@ impl Progress {
             Some(cp)
         };
         let saver = checkpoints.as_ref().and_then(|cp| {
-            Saver::start(cp.path().to_path_buf(), ctx.name.clone(), errors.clone())
-                .map_err(|e| tracing::warn!(source = %ctx.name, error = %e, "cannot start the checkpoint writer; checkpoints are written while reading"))
-                .ok()
+            let start = |path: PathBuf, durable| {
+                Saver::start(path, durable, ctx.name.clone(), errors.clone())
+            };
+            let copy = Checkpoints::synced_path(cp.path());
+            match (start(cp.path().to_path_buf(), false), start(copy, true)) {
+                (Ok(recent), Ok(durable)) => Some(Savers {
+                    recent,
+                    durable,
+                    unsynced: None,
+                    last_durable: Instant::now(),
+                }),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(source = %ctx.name, error = %e, "cannot start the checkpoint writers; checkpoints are written while reading");
+                    None
+                }
+            }
         });
         let (ack_tx, ack_rx) = mpsc::channel();
         Progress {
@@ -276,8 +289,8 @@ impl Progress {
         let Some(bytes) = cp.snapshot(unix_now()) else {
             return;
         };
-        match &self.saver {
-            Some(saver) => saver.submit(bytes),
+        match &mut self.saver {
+            Some(saver) => saver.submit(bytes, force),
             None => {
                 if let Err(e) = write_atomic(cp.path(), &bytes) {
                     cp.mark_dirty();
@@ -324,5 +337,44 @@ impl Progress {
         if let Some(saver) = self.saver.take() {
             saver.finish();
         }
+    }
+}
+
+/// How often the fsynced checkpoint file is written at most; the recent
+/// one follows every acknowledgement.
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The two checkpoint writers: the checkpoint file after every change (a
+/// rename, no fsync: what `kill -9` leaves behind), and its fsynced copy
+/// at most every [`DURABLE_EVERY`] and at the end (what a power cut
+/// leaves behind). Loading takes the newer one that reads well.
+struct Savers {
+    recent: Saver,
+    durable: Saver,
+    /// The newest checkpoints not yet handed to `durable`.
+    unsynced: Option<Vec<u8>>,
+    last_durable: Instant,
+}
+
+impl Savers {
+    fn submit(&mut self, bytes: Vec<u8>, now: bool) {
+        self.recent.submit(bytes.clone());
+        self.unsynced = Some(bytes);
+        if now || self.last_durable.elapsed() >= DURABLE_EVERY {
+            self.sync();
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(b) = self.unsynced.take() {
+            self.durable.submit(b);
+            self.last_durable = Instant::now();
+        }
+    }
+
+    fn finish(mut self) {
+        self.sync();
+        self.recent.finish();
+        self.durable.finish();
     }
 }
