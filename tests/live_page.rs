@@ -433,6 +433,8 @@ fn check_live_dom(
     let refreshes: u32 = body.attr("data-refreshes").unwrap().parse().unwrap();
     assert!(refreshes >= 1);
     let t = body.attr("data-time").expect("data-time").to_string();
+    // A whole second, a second behind weir's clock (see page.js).
+    assert!(t.parse::<u64>().is_ok(), "data-time {t}");
 
     // Totals per source and sink equal /metrics.
     let lines = sum_by(m, "weir_lines_read_total", "source");
@@ -565,13 +567,15 @@ fn check_live_dom(
 
     // Alerts with their rendered annotations, as /api/v1/alerts has them
     // before and after the page loaded (rules run on: an alert whose state
-    // or description changed in between is not compared).
+    // or description changed in between, or that went away and came back,
+    // is not compared).
     let (before, after) = alerts;
     let key = |a: &Json| {
         (
             a["labels"].to_string(),
             a["state"].to_string(),
             a["annotations"].to_string(),
+            a["activeAt"].to_string(),
         )
     };
     let stable: Vec<&Json> = before

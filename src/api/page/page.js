@@ -6,8 +6,8 @@
 // sink-local-events_rate, sum-rps, cost-day) carrying the raw value in
 // data-value and, when it came from the query API, the PromQL in
 // data-query; <body> carries data-mode (query_api | metrics), data-time
-// (the evaluation time of every query of the last refresh, Unix seconds)
-// and data-refreshes. A refresh renders everything at once, after all its
+// (the evaluation time of every query of the last refresh, Unix seconds,
+// one second behind the server: see refresh()) and data-refreshes. A refresh renders everything at once, after all its
 // answers are in, so the page never mixes two refreshes.
 "use strict";
 (function () {
@@ -387,10 +387,9 @@
   }
 
   // ---- the query API mode ----
-  async function live(summary) {
+  async function live(summary, rulesData) {
     const t = String(summary.time);
     const end = Number(t);
-    const rulesData = await promql("/api/v1/rules", {});
     const intervals = rulesData.groups.map((g) => g.interval).filter((x) => x > 0);
     const interval = intervals.length ? Math.min(...intervals) : 15;
     const w = fmtDuration(Math.max(60, 4 * interval));
@@ -511,15 +510,30 @@
     finish("metrics", String(now));
   }
 
+  // One refresh evaluates everything at one time T: a whole second, one
+  // second before the server's clock (its Date header). A scrape is stamped
+  // when it starts and is in the history a moment later, so "now" could
+  // still miss one that later shows up at or before it; a second back,
+  // every query of the refresh (and anyone repeating them at T) sees the
+  // same samples.
   async function refresh() {
     try {
-      const s = await getJSON("/api/summary");
-      if (s.status === 503) {
-        await fallback(s.body && s.body.error);
-      } else if (s.status !== 200 || !s.body) {
-        throw new Error("/api/summary: " + ((s.body && s.body.error) || "HTTP " + s.status));
+      const r = await fetch("/api/v1/rules", { cache: "no-store" });
+      let rules = null;
+      try { rules = await r.json(); } catch (_) { rules = null; }
+      if (r.status === 503) {
+        await fallback(rules && rules.error);
+      } else if (r.status !== 200 || !rules || rules.status !== "success") {
+        throw new Error("/api/v1/rules: " + ((rules && rules.error) || "HTTP " + r.status));
       } else {
-        await live(s.body);
+        const date = Date.parse(r.headers.get("Date") || "");
+        const at = isFinite(date) ? "?time=" + (Math.floor(date / 1000) - 1) : "";
+        const s = await getJSON("/api/summary" + at);
+        if (s.status === 503) throw new Unavailable((s.body && s.body.error) || "unavailable");
+        if (s.status !== 200 || !s.body) {
+          throw new Error("/api/summary: " + ((s.body && s.body.error) || "HTTP " + s.status));
+        }
+        await live(s.body, rules.data);
       }
     } catch (e) {
       if (e instanceof Unavailable) {
