@@ -5,11 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use, as "command:package": tests/metrics.rs
-# starts a real Prometheus and VictoriaMetrics on 127.0.0.1 and runs promtool.
-NEEDED=(prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics prometheus-alertmanager:prometheus-alertmanager)
+# starts a real Prometheus and VictoriaMetrics on 127.0.0.1 and runs promtool;
+# tests/live_page.rs loads the live page in headless Chromium.
+NEEDED=(prometheus:prometheus promtool:prometheus victoria-metrics:victoria-metrics prometheus-alertmanager:prometheus-alertmanager chromium:chromium)
 missing=()
 for pair in "${NEEDED[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+# Packages without a command: a CJK font, so the live page's screenshot shows
+# the Chinese rule annotations (tests/live_page.rs).
+for pkg in fonts-wqy-zenhei; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2

@@ -1,8 +1,9 @@
 //! The HTTP API: `GET /metrics` (Prometheus text format), `GET /health`
 //! (the process is up), `GET /ready` (the pipeline is running and not
-//! stopping), `POST /-/reload`, and Prometheus' query API under `/api/v1/`
-//! ([`crate::alert::query_api`]) when there are rules to read. Nothing
-//! here but the reload changes the pipeline.
+//! stopping), `POST /-/reload`, Prometheus' query API under `/api/v1/`
+//! ([`crate::alert::query_api`]) when there are rules to read, the live
+//! page at `GET /` ([`page`]) and the plan's summary at `GET /api/summary`
+//! ([`summary`]). Nothing here but the reload changes the pipeline.
 //!
 //! The API must never starve the pipeline of file descriptors, whatever
 //! clients do: at most [`Limits::max_connections`] connections are open at
@@ -24,6 +25,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+pub mod page;
+pub mod summary;
 
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Counter, Gauge, Registry};
@@ -99,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
         Some(view) => crate::alert::query_api::router(view.clone()),
         None => crate::alert::query_api::unavailable_router(NO_RULES),
     };
+    let summary = summary::router(state.rules.clone(), NO_RULES);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -106,6 +111,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .with_state(state)
         .merge(query_api)
+        .merge(summary)
+        .merge(page::router())
 }
 
 /// How much of weir one API client may hold.

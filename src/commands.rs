@@ -488,11 +488,11 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     .unwrap_or_default();
                 let limits = api::Limits::new(&pipeline.api, open_files);
                 let api_v1 = if alerting.is_some() {
-                    ", /api/v1/*"
+                    ", /api/summary, /api/v1/*"
                 } else {
                     ""
                 };
-                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health, /ready{api_v1}");
+                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health, /ready{api_v1}; the live page is http://{bound}/");
                 let state = ApiState {
                     registry: registry.clone(),
                     ready: ready.clone(),
