@@ -1,8 +1,9 @@
 //! The HTTP API: `GET /metrics` (Prometheus text format), `GET /health`
 //! (the process is up), `GET /ready` (the pipeline is running and not
 //! stopping), `POST /-/reload`, and Prometheus' query API under `/api/v1/`
-//! ([`crate::alert::query_api`]) when there are rules to read. Nothing
-//! here but the reload changes the pipeline.
+//! ([`crate::alert::query_api`]) when there are rules to read, and
+//! `GET /tap` ([`crate::tap::http`]). Nothing here but the reload changes
+//! the pipeline.
 //!
 //! The API must never starve the pipeline of file descriptors, whatever
 //! clients do: at most [`Limits::max_connections`] connections are open at
@@ -40,6 +41,8 @@ pub struct ApiState {
     /// The running rules the query API (`/api/v1/*`) reads; without them
     /// those endpoints answer an `unavailable` error.
     pub rules: Option<Arc<dyn crate::alert::status::RulesView>>,
+    /// What `GET /tap` streams from.
+    pub taps: crate::tap::Taps,
 }
 
 /// `POST /-/reload` (or PUT, as Prometheus takes both): re-reads the
@@ -99,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
         Some(view) => crate::alert::query_api::router(view.clone()),
         None => crate::alert::query_api::unavailable_router(NO_RULES),
     };
+    let taps = crate::tap::http::router(state.taps.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -106,6 +110,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .with_state(state)
         .merge(query_api)
+        .merge(taps)
 }
 
 /// How much of weir one API client may hold.
