@@ -261,7 +261,7 @@ fn feynman_metrics_sink() -> String {
     // Up to the alerting section: case (f) measures the metrics alone.
     let end = text.find("\n# Alert rules").unwrap_or(text.len());
     text[start..end]
-        .replace("inputs: [app_logs, app_stdout]", "inputs: [in]")
+        .replace("inputs: [app_logs, app_stdout, demo]", "inputs: [in]")
         .replace("${DAILY_COST_LIMIT_USD:-100}", "100")
 }
 

@@ -2,8 +2,9 @@
 //! (the process is up), `GET /ready` (the pipeline is running and not
 //! stopping), `POST /-/reload`, Prometheus' query API under `/api/v1/`
 //! ([`crate::alert::query_api`]) when there are rules to read, the live
-//! page at `GET /` ([`page`]) and the plan's summary at `GET /api/summary`
-//! ([`summary`]). Nothing here but the reload changes the pipeline.
+//! page at `GET /` ([`page`]), the plan's summary at `GET /api/summary`
+//! ([`summary`]) and `GET /tap` ([`crate::tap::http`]). Nothing here but
+//! the reload changes the pipeline.
 //!
 //! The API must never starve the pipeline of file descriptors, whatever
 //! clients do: at most [`Limits::max_connections`] connections are open at
@@ -44,6 +45,8 @@ pub struct ApiState {
     /// The running rules the query API (`/api/v1/*`) reads; without them
     /// those endpoints answer an `unavailable` error.
     pub rules: Option<Arc<dyn crate::alert::status::RulesView>>,
+    /// What `GET /tap` streams from.
+    pub taps: crate::tap::Taps,
 }
 
 /// `POST /-/reload` (or PUT, as Prometheus takes both): re-reads the
@@ -104,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         None => crate::alert::query_api::unavailable_router(NO_RULES),
     };
     let summary = summary::router(state.rules.clone(), NO_RULES);
+    let taps = crate::tap::http::router(state.taps.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -113,6 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(query_api)
         .merge(summary)
         .merge(page::router())
+        .merge(taps)
 }
 
 /// How much of weir one API client may hold.

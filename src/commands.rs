@@ -407,6 +407,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         .set(1);
     let shutdown = Shutdown::with_grace(pipeline.grace_period);
     let ready = Arc::new(AtomicBool::new(false));
+    let taps = crate::tap::Taps::new(&registry);
     let api_stop = Shutdown::default();
 
     // As many descriptors as the system allows, for the files the sources
@@ -492,7 +493,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                 } else {
                     ""
                 };
-                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health, /ready{api_v1}; the live page is http://{bound}/");
+                tracing::info!(address = %bound, max_connections = limits.max_connections, "serving http://{bound}/metrics, /health, /ready, /tap{api_v1}; the live page is http://{bound}/");
                 let state = ApiState {
                     registry: registry.clone(),
                     ready: ready.clone(),
@@ -500,6 +501,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                     rules: alerting
                         .as_ref()
                         .map(|s| s.live.clone() as Arc<dyn crate::alert::status::RulesView>),
+                    taps: taps.clone(),
                 };
                 api_task = Some(tokio::spawn(api::serve(
                     listener,
@@ -545,6 +547,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
             applied: Box::new(on_reloaded),
         },
         backtest.clone(),
+        &taps,
         || {
             ready.store(true, Ordering::SeqCst);
             tracing::info!(pipeline = %pipeline.origin, once = args.once, "pipeline running");
@@ -552,6 +555,7 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
     )
     .await;
     ready.store(false, Ordering::SeqCst);
+    taps.close();
 
     let mut code = match &outcome {
         Outcome::Drained => ExitCode::SUCCESS,

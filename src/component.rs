@@ -99,7 +99,11 @@ pub type SourceKind = Kind<dyn SourceSpec>;
 pub type TransformKind = Kind<dyn TransformSpec>;
 pub type SinkKind = Kind<dyn SinkSpec>;
 
-pub const SOURCES: &[SourceKind] = &[crate::source::file::KIND, crate::source::stdin::KIND];
+pub const SOURCES: &[SourceKind] = &[
+    crate::source::file::KIND,
+    crate::source::stdin::KIND,
+    crate::source::demo::KIND,
+];
 
 pub const TRANSFORMS: &[TransformKind] = &[crate::transform::FILTER];
 

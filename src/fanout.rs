@@ -6,12 +6,16 @@
 //! acknowledgement of its own, so the source hears of the batch only when
 //! every consumer has settled it. A consumer that has gone away drops what
 //! it was sent, which counts as not delivered.
+//!
+//! Every batch also passes the component's [`TapPoint`], which costs one
+//! atomic load while nobody runs `weir tap` (see `tap`).
 
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
 use crate::event::{Batch, SharedBatch};
+use crate::tap::TapPoint;
 
 /// How many batches wait in one channel before the sender waits.
 pub const CHANNEL_BATCHES: usize = 4;
@@ -27,6 +31,8 @@ pub struct Closed;
 #[derive(Debug, Clone, Default)]
 pub struct Fanout {
     inner: Arc<RwLock<Wiring>>,
+    /// Where `weir tap` looks at what this component sends.
+    tap: Arc<TapPoint>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +46,13 @@ impl Fanout {
         let f = Fanout::default();
         f.set(senders);
         f
+    }
+
+    /// The same fan-out, its batches offered to `tap` (the component's
+    /// tap point, which outlives this fan-out across reloads).
+    pub fn with_tap(mut self, tap: Arc<TapPoint>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Sends to these channels from now on (ignored once closed).
@@ -72,15 +85,16 @@ impl Fanout {
     /// One batch per consumer: the last one takes the batch's own
     /// acknowledgement, the others forks of it. With no consumer at all
     /// there is nobody to deliver to, and the batch is settled here.
-    fn split(n: usize, batch: Batch) -> Vec<SharedBatch> {
+    fn split(&self, n: usize, batch: Batch) -> Vec<SharedBatch> {
         let Batch { events, mut ack } = batch;
+        let events = Arc::new(events);
+        self.tap.offer(&events);
         if n == 0 {
             if let Some(a) = ack {
                 a.delivered();
             }
             return Vec::new();
         }
-        let events = Arc::new(events);
         (0..n)
             .map(|i| SharedBatch {
                 events: Arc::clone(&events),
@@ -97,7 +111,7 @@ impl Fanout {
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
         let senders = self.senders();
         let mut delivered = senders.is_empty();
-        for (tx, b) in senders.iter().zip(Self::split(senders.len(), batch)) {
+        for (tx, b) in senders.iter().zip(self.split(senders.len(), batch)) {
             delivered |= tx.send(b).await.is_ok();
         }
         if delivered { Ok(()) } else { Err(Closed) }
@@ -107,7 +121,7 @@ impl Fanout {
     pub fn send_blocking(&self, batch: Batch) -> Result<(), Closed> {
         let senders = self.senders();
         let mut delivered = senders.is_empty();
-        for (tx, b) in senders.iter().zip(Self::split(senders.len(), batch)) {
+        for (tx, b) in senders.iter().zip(self.split(senders.len(), batch)) {
             delivered |= tx.blocking_send(b).is_ok();
         }
         if delivered { Ok(()) } else { Err(Closed) }
@@ -157,6 +171,30 @@ mod tests {
         out.send_blocking(batch(ack_tx)).unwrap();
         a_rx.try_recv().unwrap().delivered();
         assert!(!ack_rx.try_recv().unwrap().delivered);
+    }
+
+    #[test]
+    fn a_tap_sees_the_events_but_holds_no_acknowledgement() {
+        use crate::tap::{ComponentInfo, Role, Taps};
+        let taps = Taps::new(&crate::telemetry::Registry::default());
+        taps.set_components(vec![ComponentInfo {
+            name: "src".into(),
+            role: Role::Source,
+            inputs: vec![],
+        }]);
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let (a_tx, mut a_rx) = mpsc::channel(1);
+        let out = Fanout::new(vec![a_tx]).with_tap(taps.point("src"));
+        let mut tap = taps.subscribe(&["src".into()]).unwrap();
+        let mut b = batch(ack_tx);
+        b.events.push(crate::event::Event::from_text("x".into(), 0));
+        out.send_blocking(b).unwrap();
+        a_rx.try_recv().unwrap().delivered();
+        assert!(
+            ack_rx.try_recv().unwrap().delivered,
+            "settled while the tap still holds the events"
+        );
+        assert_eq!(tap.rx.try_recv().unwrap().events.len(), 1);
     }
 
     #[test]

@@ -19,7 +19,9 @@
 //! - [`alert`] evaluates PromQL (Prometheus 2.42 semantics) for alert
 //!   rules; not wired into pipelines yet.
 //! - [`telemetry`] holds weir's own counters, served by [`api`] with the
-//!   derived metrics; [`shutdown`], [`redact`] and [`rlimit`] are small
+//!   derived metrics; [`tap`] shows the events leaving a component of a
+//!   running weir (`weir tap`), and [`top`] its throughput (`weir top`),
+//!   both over that API; [`shutdown`], [`redact`] and [`rlimit`] are small
 //!   leaves used throughout; [`progress`] shows how long work goes;
 //!   [`commands`] is what the CLI runs.
 
@@ -41,7 +43,9 @@ pub mod rlimit;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod tap;
 pub mod telemetry;
 pub mod template;
+pub mod top;
 pub mod topology;
 pub mod transform;

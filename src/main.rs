@@ -90,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Stream the events leaving components of a running weir, as JSON
+    /// lines, over its local API.
+    Tap(weir::tap::client::TapArgs),
+    /// Throughput of a running weir, per source and sink, refreshed every
+    /// second from its local API's /metrics.
+    Top(weir::top::TopArgs),
     /// Write synthetic logs in the Feynman app's format (fixtures, benchmarks).
     Generate {
         /// Number of lines.
@@ -227,6 +233,8 @@ fn main() -> ExitCode {
             output.as_deref(),
             selector.as_deref(),
         ),
+        Command::Tap(args) => weir::tap::client::run(args),
+        Command::Top(args) => weir::top::run(args),
         Command::Generate {
             lines,
             seed,

@@ -447,6 +447,7 @@ async fn the_api_router_serves_it_only_with_rules() {
         ready: Default::default(),
         reloads: None,
         rules,
+        taps: crate::tap::Taps::new(&Default::default()),
     };
     let b = serve(crate::api::router(state(None))).await;
     let e = err(&b, "/api/v1/query?query=up", 503, "unavailable").await;

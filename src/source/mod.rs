@@ -7,6 +7,7 @@
 //! events and keeps the self-metrics of reading.
 
 pub mod checkpoint;
+pub mod demo;
 pub mod file;
 pub mod fingerprint;
 pub mod lines;

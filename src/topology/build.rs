@@ -24,6 +24,8 @@ pub struct Context {
     pub shutdown: Shutdown,
     pub once: bool,
     pub backtest: Option<Arc<crate::alert::backtest::Backtest>>,
+    /// Where `weir tap` looks at what components send.
+    pub taps: crate::tap::Taps,
 }
 
 /// Starts a sink reading `rx`; `stop` is its own (see the topology).

@@ -173,7 +173,9 @@ impl ReloadMetrics {
 }
 
 /// Starts the pipeline and runs it to the end. `shutdown` stops it;
-/// requests on `reloads` re-read it with `load` and apply it.
+/// requests on `reloads` re-read it with `load` and apply it; `taps` is
+/// kept current with the running components.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     pipeline: &Pipeline,
     registry: &Registry,
@@ -181,6 +183,7 @@ pub async fn run(
     once: bool,
     reloading: Reloading,
     backtest: Option<Arc<crate::alert::backtest::Backtest>>,
+    taps: &crate::tap::Taps,
     on_started: impl FnOnce(),
 ) -> Outcome {
     let Reloading {
@@ -196,6 +199,7 @@ pub async fn run(
             shutdown: shutdown.clone(),
             once,
             backtest,
+            taps: taps.clone(),
         },
         grace: pipeline.grace_period,
         sources: HashMap::new(),
@@ -292,6 +296,22 @@ pub async fn run(
         (None, true) => Outcome::Drained,
         (None, false) => Outcome::GraceExpired,
     }
+}
+
+/// The pipeline's components as `weir tap` resolves them.
+fn tap_components(p: &Pipeline) -> Vec<crate::tap::ComponentInfo> {
+    use crate::tap::{ComponentInfo, Role};
+    fn info<K>(role: Role) -> impl Fn(&Component<K>) -> ComponentInfo {
+        move |c| ComponentInfo {
+            name: c.name.clone(),
+            role,
+            inputs: c.inputs.clone(),
+        }
+    }
+    let mut out: Vec<ComponentInfo> = p.sources.iter().map(info(Role::Source)).collect();
+    out.extend(p.transforms.iter().map(info(Role::Transform)));
+    out.extend(p.sinks.iter().map(info(Role::Sink)));
+    out
 }
 
 /// The running components (name, settings) that `wanted` drops or changes.
@@ -417,7 +437,7 @@ impl Topology {
                 changes.push(format!("added transform {}", c.name));
             }
             let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-            let out = Fanout::default();
+            let out = Fanout::default().with_tap(self.cx.taps.point(&c.name));
             starting.push((c, rx, out.clone()));
             self.transforms.insert(
                 c.name.clone(),
@@ -467,6 +487,7 @@ impl Topology {
 
         self.rewire();
         drop(fresh);
+        self.cx.taps.set_components(tap_components(p));
         if changes.is_empty() {
             Ok("nothing changed".into())
         } else {
@@ -483,7 +504,7 @@ impl Topology {
         if self.cx.shutdown.is_triggered() {
             stop.trigger();
         }
-        let output = Fanout::new(self.senders_for(&c.name));
+        let output = Fanout::new(self.senders_for(&c.name)).with_tap(self.cx.taps.point(&c.name));
         let (name, ended) = (c.name.clone(), self.ended_tx.clone());
         build::source(c, output.clone(), stop.clone(), &self.cx, move |result| {
             let _ = ended.send(SourceEnded {

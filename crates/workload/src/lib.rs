@@ -146,6 +146,9 @@ pub struct Workload {
     /// The metrics the lines so far should yield, once [`Workload::track_truth`] was
     /// called. Taken out while a line that will be truncated is written.
     truth: Option<Box<Truth>>,
+    /// The time of the next record when the caller sets it
+    /// ([`Workload::next_line_at`]) instead of the generator's own clock.
+    at: Option<i64>,
 }
 
 impl Workload {
@@ -209,6 +212,7 @@ impl Workload {
             text: String::with_capacity(512),
             buf: Vec::new(),
             truth: None,
+            at: None,
         };
         for _ in 0..N_INFLIGHT {
             let r = w.new_req();
@@ -254,6 +258,15 @@ impl Workload {
         self.json(out);
     }
 
+    /// Like [`Workload::next_line`], but the record is dated `unix_micros` (or
+    /// the previous record's time, if that is later) instead of by the
+    /// generator's own clock: for live generation, where the caller's clock
+    /// paces the lines. The random draws are the same as `next_line`'s.
+    pub fn next_line_at(&mut self, unix_micros: i64, out: &mut Vec<u8>) {
+        self.at = Some(unix_micros);
+        self.next_line(out);
+    }
+
     /// Writes `n` lines to `w` (buffer internally; returns bytes written).
     ///
     /// # Errors
@@ -296,14 +309,18 @@ impl Workload {
     }
 
     /// Moves the clock: bursts of 0–20 ms inside a request, else pauses up to 0.6 s
-    /// (mean ≈ 97 ms, so 2.5 M lines span almost three days). Starts incidents.
+    /// (mean ≈ 97 ms, so 2.5 M lines span almost three days), or to the time
+    /// [`Workload::next_line_at`] was given. Starts incidents.
     fn advance(&mut self) {
         let step = if self.rng.chance(0.7) {
             self.rng.below(20_000)
         } else {
             self.rng.below(600_000)
         };
-        self.now += step as i64;
+        self.now = match self.at.take() {
+            Some(t) => t.max(self.now),
+            None => self.now + step as i64,
+        };
         if self.now >= self.next_incident {
             self.incident_service = self.rng.weighted(&[
                 (3, OPENAI),
@@ -1109,5 +1126,37 @@ mod tests {
         }
         assert!(connects - disconnects <= MAX_STREAMS as i64);
         assert!(disconnects > 100);
+    }
+
+    #[test]
+    fn next_line_at_dates_records_by_the_callers_clock() {
+        let opts = WorkloadOptions {
+            malformed: false,
+            ..Default::default()
+        };
+        let mut w = Workload::new(opts);
+        // 2026-12-01T10:00:00Z, then a step back that must not go backwards.
+        let t0 = 1_796_119_200_000_000;
+        let mut out = Vec::new();
+        w.next_line_at(t0, &mut out);
+        w.next_line_at(t0 + 1_500_000, &mut out);
+        w.next_line_at(t0 + 1_000_000, &mut out);
+        let stamps: Vec<String> = lines(&out)
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["timestamp"].to_string())
+            .collect();
+        assert_eq!(
+            stamps,
+            [
+                "\"2026-12-01T10:00:00.000000+00:00\"",
+                "\"2026-12-01T10:00:01.500000+00:00\"",
+                "\"2026-12-01T10:00:01.500000+00:00\"",
+            ]
+        );
+        // Without it, the generator's own clock moves on from there.
+        let mut more = Vec::new();
+        w.next_line(&mut more);
+        let v: Value = serde_json::from_str(lines(&more)[0]).unwrap();
+        assert!(v["timestamp"].as_str().unwrap() >= "2026-12-01T10:00:01.500000+00:00");
     }
 }

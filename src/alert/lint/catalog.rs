@@ -165,6 +165,7 @@ pub const SELF_METRICS: &[(&str, bool, &[&str])] = &[
     ("weir_notifications_dropped_total", true, &["notifier"]),
     ("weir_notification_batches_dropped_total", true, &[]),
     ("weir_backtest_late_lines_total", true, &[]),
+    ("weir_tap_events_dropped_total", true, &[]),
 ];
 
 /// The metrics a pipeline's rules can read.
