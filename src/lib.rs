@@ -20,12 +20,14 @@
 //!   rules; not wired into pipelines yet.
 //! - [`telemetry`] holds weir's own counters, served by [`api`] with the
 //!   derived metrics; [`shutdown`], [`redact`] and [`rlimit`] are small
-//!   leaves used throughout; [`commands`] is what the CLI runs.
+//!   leaves used throughout; [`commands`] is what the CLI runs, and
+//!   [`cli_docs`] its shell completions and man pages.
 
 pub mod ack;
 pub mod alert;
 pub mod api;
 pub mod buffer;
+pub mod cli_docs;
 pub mod commands;
 pub mod component;
 pub mod config;
