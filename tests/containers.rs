@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::Stdio;
 
 use common::*;
@@ -293,19 +292,7 @@ sinks:
   out: {type: file, inputs: [cri], path: "./data/out/cri-%Y-%m-%d.ndjson"}
 "#,
     );
-    let mut child = s
-        .weir(&["run", &p, "--once"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(s.weir(&["run", &p, "--once"]), text.as_bytes());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     check_source(&events(&s), "cri", &lines, bad);
