@@ -28,6 +28,9 @@
 //! Lines of the other stream may be delivered meanwhile; after a restart
 //! they are read again (at least once), with the same origin offsets.
 //!
+//! A `multiline` block, if the source has one, joins the lines that come
+//! out of here, in the order they complete, whatever their stream.
+//!
 //! It deliberately does not decode the application's line, and does not
 //! know about files (the file and stdin sources drive it).
 
@@ -377,27 +380,52 @@ mod tests {
 
     #[test]
     fn stdout_and_stderr_are_joined_apart_when_they_interleave() {
-        let mut run = Run::new(ContainerFormat::Cri, 1 << 20, Oversize::Truncate);
-        let first = cri("stdout", "P", "out-1 ");
-        run.feed(&[
-            &first,
-            &cri("stderr", "P", "err-1 "),
-            &cri("stderr", "F", "err-2"),
-        ]);
-        assert_eq!(run.texts(), ["err-1 err-2"]);
-        assert_eq!(
-            run.out[0].3,
-            Some(Envelope::Record {
-                time: T0_NS,
-                stream: Stream::Stderr
-            })
-        );
-        assert_eq!(run.out[0].1, first.len() as u64 + 1);
-        // stdout's part still holds the checkpoint back to its start.
-        assert_eq!(run.r.pending_start(), Some(0));
-        run.feed(&[&cri("stdout", "F", "out-2")]);
-        assert_eq!(run.texts(), ["err-1 err-2", "out-1 out-2"]);
-        assert_eq!(run.out[1].1, 0);
+        type Wrap = fn(&str, bool, &str) -> String;
+        let as_cri: Wrap =
+            |stream, partial, text| cri(stream, if partial { "P" } else { "F" }, text);
+        let as_docker: Wrap = |stream, partial, text| {
+            docker(
+                stream,
+                &if partial {
+                    text.to_string()
+                } else {
+                    format!("{text}\n")
+                },
+            )
+        };
+        for (format, wrap) in [
+            (ContainerFormat::Cri, as_cri),
+            (ContainerFormat::Docker, as_docker),
+        ] {
+            let mut run = Run::new(format, 1 << 20, Oversize::Truncate);
+            let first = wrap("stdout", true, "out-1 ");
+            run.feed(&[
+                &first,
+                &wrap("stderr", true, "err-1 "),
+                &wrap("stderr", false, "err-2"),
+            ]);
+            assert_eq!(run.texts(), ["err-1 err-2"], "{format:?}");
+            assert_eq!(
+                run.out[0].3,
+                Some(Envelope::Record {
+                    time: T0_NS,
+                    stream: Stream::Stderr
+                })
+            );
+            assert_eq!(run.out[0].1, first.len() as u64 + 1);
+            // stdout's part still holds the checkpoint back to its start.
+            assert_eq!(run.r.pending_start(), Some(0));
+            run.feed(&[&wrap("stdout", false, "out-2")]);
+            assert_eq!(run.texts(), ["err-1 err-2", "out-1 out-2"], "{format:?}");
+            assert_eq!(run.out[1].1, 0);
+            assert_eq!(
+                run.out[1].3,
+                Some(Envelope::Record {
+                    time: T0_NS,
+                    stream: Stream::Stdout
+                })
+            );
+        }
     }
 
     #[test]
