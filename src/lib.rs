@@ -23,12 +23,14 @@
 //!   running weir (`weir tap`), and [`top`] its throughput (`weir top`),
 //!   both over that API; [`shutdown`], [`redact`] and [`rlimit`] are small
 //!   leaves used throughout; [`progress`] shows how long work goes;
-//!   [`commands`] is what the CLI runs.
+//!   [`commands`] is what the CLI runs, and [`cli_docs`] its shell
+//!   completions and man pages.
 
 pub mod ack;
 pub mod alert;
 pub mod api;
 pub mod buffer;
+pub mod cli_docs;
 pub mod commands;
 pub mod component;
 pub mod config;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use weir::commands::{self, RunArgs, ValidateArgs};
 
 #[derive(Parser)]
@@ -113,6 +113,13 @@ enum Command {
         /// these lines (Prometheus text format), for exact comparisons.
         #[arg(long, value_name = "PATH")]
         truth: Option<PathBuf>,
+    },
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions { shell: weir::cli_docs::Shell },
+    /// Print the man page (roff), or with --output write one page per command.
+    Man {
+        #[arg(long, short, value_name = "DIR")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -242,5 +249,7 @@ fn main() -> ExitCode {
             output,
             truth,
         } => commands::generate(lines, seed, !clean, output.as_deref(), truth.as_deref()),
+        Command::Completions { shell } => weir::cli_docs::completions(Cli::command(), shell),
+        Command::Man { output } => weir::cli_docs::man(Cli::command(), output.as_deref()),
     }
 }

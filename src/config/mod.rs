@@ -729,6 +729,17 @@ impl CheckCx<'_> {
             .push(Some(pos), Some(&self.component), message.into());
     }
 
+    /// A key of the settings that does not belong there, at the key itself.
+    pub fn error_at_key(&mut self, key: &str, message: impl Into<String>) {
+        let pos = self
+            .body
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(key)))
+            .map_or(self.body.pos, |(k, _)| k.pos);
+        self.checker
+            .push(Some(pos), Some(&self.component), message.into());
+    }
+
     /// Something that works but is probably not meant.
     pub fn warn<P: AsRef<str>>(&mut self, path: &[P], message: impl Into<String>) {
         let path: Vec<String> = path.iter().map(|p| p.as_ref().to_string()).collect();

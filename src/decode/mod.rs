@@ -7,8 +7,17 @@
 //! counted by reason. The event time comes from a configured field, else the
 //! time the line was read.
 //!
+//! With `container: cri | docker | auto` each line is a container runtime's
+//! record around the application's line (see `container`): the source
+//! unwraps it and joins partial records before multiline joining, and the
+//! decoder then decodes the application's line with the codec as usual,
+//! adds `stream`, and takes the runtime's time when the line carries none.
+//! A line that is not a record of the format is a decode error like any
+//! other (`reason="invalid_container_line"`).
+//!
 //! Framing (finding the lines) and multiline joining happen before this.
 
+pub mod container;
 pub mod json;
 pub mod timestamp;
 
@@ -17,18 +26,38 @@ use serde::Deserialize;
 use crate::config::invalid::Invalid;
 use crate::event::{Event, Field, Text, Value};
 use crate::telemetry::{Counter, Registry};
+use container::{ContainerFormat, Envelope};
 use timestamp::{TimeFormat, TimeParser};
 
 /// The field that marks an event whose line could not be decoded.
 pub const ERROR_FIELD: &str = "weir_decode_error";
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Codec {
     #[default]
     Json,
     Regex,
     Raw,
+}
+
+impl<'de> Deserialize<'de> for Codec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const CODECS: &[&str] = &["json", "regex", "raw"];
+        let name = String::deserialize(d)?;
+        match name.as_str() {
+            "json" => Ok(Codec::Json),
+            "regex" => Ok(Codec::Regex),
+            "raw" => Ok(Codec::Raw),
+            // What Vector and Fluent Bit users may try first.
+            "cri" | "docker" | "docker_json" | "json_file" => {
+                Err(serde::de::Error::custom(format!(
+                    "`{name}` is a container format, not a codec: write `container: {}` and keep `codec:` for the application's line inside (json, regex or raw)",
+                    if name == "cri" { "cri" } else { "docker" }
+                )))
+            }
+            other => Err(serde::de::Error::unknown_variant(other, CODECS)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -50,6 +79,8 @@ pub struct DecodeConfig {
     #[serde(default)]
     pub on_error: OnError,
     pub timestamp: Option<TimestampConfig>,
+    /// The container runtime's envelope around each line, if any.
+    pub container: Option<ContainerFormat>,
 }
 
 impl Default for DecodeConfig {
@@ -59,6 +90,7 @@ impl Default for DecodeConfig {
             pattern: None,
             on_error: OnError::Keep,
             timestamp: None,
+            container: None,
         }
     }
 }
@@ -96,6 +128,10 @@ pub struct Decoder {
     on_error: OnError,
     time_field: Option<(String, TimeParser)>,
     errors: [Counter; 3],
+    /// Lines that are not records of the container format (only with
+    /// `container`, so that other sources expose no such series).
+    envelope_errors: Option<Counter>,
+    local_envelope_errors: u64,
     time_fallback: Counter,
     /// Counts since the last [`Decoder::publish`]; kept local so the hot path
     /// touches no shared memory.
@@ -186,6 +222,13 @@ impl Decoder {
                 &[("source", source), ("reason", reason)],
             )
         });
+        let envelope_errors = cfg.container.map(|_| {
+            registry.counter(
+                "weir_decode_errors_total",
+                "Lines that could not be decoded, by source and reason.",
+                &[("source", source), ("reason", "invalid_container_line")],
+            )
+        });
         let time_fallback = registry.counter(
             "weir_timestamp_fallbacks_total",
             "Events whose time field was missing or unreadable, so the time they were read is used.",
@@ -196,6 +239,8 @@ impl Decoder {
             on_error: cfg.on_error,
             time_field,
             errors,
+            envelope_errors,
+            local_envelope_errors: 0,
             time_fallback,
             local_errors: [0; 3],
             local_fallback: 0,
@@ -204,16 +249,56 @@ impl Decoder {
 
     /// Decodes one line read at `received` (ns). `None` means dropped.
     pub fn decode(&mut self, line: String, received: i64) -> Option<Event> {
+        self.decode_at(line, received, None)
+    }
+
+    /// Decodes the application's line taken out of a container record (or
+    /// a line that was not one): the runtime's time stands in for a missing
+    /// time field, and the record's stream becomes the `stream` field.
+    pub fn decode_contained(
+        &mut self,
+        line: String,
+        received: i64,
+        envelope: Envelope,
+    ) -> Option<Event> {
+        match envelope {
+            Envelope::Record { time, stream } => {
+                let mut event = self.decode_at(line, received, Some(time))?;
+                event.insert("stream", serde_json::Value::String(stream.as_str().into()));
+                Some(event)
+            }
+            Envelope::Malformed(why) => {
+                self.local_envelope_errors += 1;
+                match self.on_error {
+                    OnError::Drop => None,
+                    OnError::Keep => {
+                        let mut event = Event::from_text(line, received);
+                        event.insert(ERROR_FIELD, serde_json::Value::String(why.to_string()));
+                        Some(event)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `own_time`: the time the line's container record carries, used when
+    /// the line has no time field of its own. Inlined so that [`decode`]
+    /// (always `None`) keeps no trace of it.
+    ///
+    /// [`decode`]: Decoder::decode
+    #[inline(always)]
+    fn decode_at(&mut self, line: String, received: i64, own_time: Option<i64>) -> Option<Event> {
+        let base = own_time.unwrap_or(received);
         let result = match &self.codec {
-            CodecImpl::Json => json::decode_object(line, received).map_err(|(e, line)| match e {
+            CodecImpl::Json => json::decode_object(line, base).map_err(|(e, line)| match e {
                 json::JsonError::Invalid(m) => (0, format!("invalid JSON: {m}"), line),
                 json::JsonError::NotAnObject(kind) => {
                     (1, format!("expected a JSON object, found {kind}"), line)
                 }
             }),
-            CodecImpl::Regex(re) => decode_regex(re, line, received)
+            CodecImpl::Regex(re) => decode_regex(re, line, base)
                 .map_err(|line| (2, "line does not match the pattern".to_string(), line)),
-            CodecImpl::Raw => Ok(Event::from_text(line, received)),
+            CodecImpl::Raw => Ok(Event::from_text(line, base)),
         };
         match result {
             Ok(mut event) => {
@@ -223,8 +308,11 @@ impl Decoder {
                             event.time = t;
                             event.timed = true;
                         }
+                        None if own_time.is_some() => event.timed = true,
                         None => self.local_fallback += 1,
                     }
+                } else if own_time.is_some() {
+                    event.timed = true;
                 }
                 Some(event)
             }
@@ -233,7 +321,8 @@ impl Decoder {
                 match self.on_error {
                     OnError::Drop => None,
                     OnError::Keep => {
-                        let mut event = Event::from_text(line, received);
+                        let mut event = Event::from_text(line, base);
+                        event.timed = own_time.is_some();
                         event.insert(ERROR_FIELD, serde_json::Value::String(message));
                         Some(event)
                     }
@@ -249,6 +338,9 @@ impl Decoder {
         }
         self.time_fallback
             .add(std::mem::take(&mut self.local_fallback));
+        if let Some(c) = &self.envelope_errors {
+            c.add(std::mem::take(&mut self.local_envelope_errors));
+        }
     }
 }
 
@@ -368,5 +460,72 @@ mod tests {
                 .path,
             ["timestamp", "format"]
         );
+    }
+
+    #[test]
+    fn contained_lines_take_the_runtime_time_and_their_stream() {
+        use container::{Envelope, Malformed, Stream};
+        let rt = 1_795_587_555_000_000_001;
+        let record = Envelope::Record {
+            time: rt,
+            stream: Stream::Stderr,
+        };
+        let mut d = decoder("codec: json\ncontainer: cri\n");
+        // The line's own timestamp wins.
+        let e = d
+            .decode_contained(
+                r#"{"timestamp":"2026-11-25T06:19:15.123456+00:00","m":1}"#.into(),
+                5,
+                record,
+            )
+            .unwrap();
+        assert_eq!(e.time, 1_795_587_555_123_456_000);
+        assert_eq!(e.get_text("stream").as_deref(), Some("stderr"));
+        assert_eq!(e.get_f64("m"), Some(1.0));
+        // Without one, the runtime's time, which counts as the line's own.
+        let e = d.decode_contained(r#"{"m":1}"#.into(), 5, record).unwrap();
+        assert_eq!((e.time, e.timed), (rt, true));
+        assert_eq!(d.local_fallback, 0, "not a fallback to the read time");
+        // Text that is not JSON follows on_error, with the stream and time.
+        let e = d.decode_contained("plain text".into(), 5, record).unwrap();
+        assert_eq!(e.get_text("message").as_deref(), Some("plain text"));
+        assert!(e.get_text(ERROR_FIELD).unwrap().starts_with("invalid JSON"));
+        assert_eq!(e.get_text("stream").as_deref(), Some("stderr"));
+        assert_eq!(e.time, rt);
+        assert_eq!(d.local_errors, [1, 0, 0]);
+        // A line that was no container record at all: kept whole and marked.
+        let bad = Envelope::Malformed(Malformed::CriShape);
+        let e = d.decode_contained("garbage".into(), 5, bad).unwrap();
+        assert_eq!(e.get_text("message").as_deref(), Some("garbage"));
+        assert!(
+            e.get_text(ERROR_FIELD)
+                .unwrap()
+                .starts_with("invalid CRI line")
+        );
+        assert_eq!((e.time, e.get("stream")), (5, None));
+        assert_eq!(d.local_envelope_errors, 1);
+
+        let mut drop = decoder("codec: raw\non_error: drop\ncontainer: docker\n");
+        assert!(drop.decode_contained("x".into(), 5, bad).is_none());
+        let e = drop.decode_contained("x".into(), 5, record).unwrap();
+        assert_eq!((e.time, e.timed), (rt, true));
+    }
+
+    #[test]
+    fn container_formats_are_not_codecs() {
+        let err = crate::config::node::Node::parse("codec: cri\n")
+            .unwrap()
+            .deserialize::<DecodeConfig>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`cri` is a container format, not a codec: write `container: cri`"),
+            "{err}"
+        );
+        let err = crate::config::node::Node::parse("container: crio\n")
+            .unwrap()
+            .deserialize::<DecodeConfig>()
+            .unwrap_err();
+        assert!(err.to_string().contains("did you mean `cri`"), "{err}");
     }
 }

@@ -223,6 +223,7 @@ pub fn run(cfg: &DemoConfig, ctx: SourceContext) -> Result<(), String> {
                 text,
                 end_offset: emitted,
                 truncated: false,
+                envelope: None,
             };
             decoder.push(line, now_ns, &mut events);
         }

@@ -36,6 +36,9 @@ pub struct Line {
     /// Stream offset just past this line (and its newline, if it had one).
     pub end_offset: u64,
     pub truncated: bool,
+    /// What a container record around the line said; set by
+    /// `source::partial` when the source has `decode.container`.
+    pub envelope: Option<crate::decode::container::Envelope>,
 }
 
 /// Counts kept by the framer for its owner to publish.
@@ -259,6 +262,7 @@ impl Framer {
             text,
             end_offset,
             truncated,
+            envelope: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod file;
 pub mod fingerprint;
 pub mod lines;
 pub mod multiline;
+pub mod partial;
 pub mod stdin;
 
 use std::path::PathBuf;
@@ -91,7 +92,11 @@ impl LineDecoder {
             return;
         }
         let (truncated, offset) = (line.truncated, line.end_offset);
-        if let Some(mut event) = self.decoder.decode(line.text, now) {
+        let event = match line.envelope {
+            None => self.decoder.decode(line.text, now),
+            Some(envelope) => self.decoder.decode_contained(line.text, now, envelope),
+        };
+        if let Some(mut event) = event {
             if truncated {
                 event.insert(TRUNCATED_FIELD, serde_json::Value::Bool(true));
             }
@@ -126,6 +131,20 @@ pub fn flush(
         ack,
     };
     output.send_blocking(batch)
+}
+
+/// `container:` written beside `decode:` instead of inside it: says where
+/// it goes, which the generic unknown-key message would not. Returns
+/// whether it reported that.
+pub fn misplaced_container(cx: &mut CheckCx<'_>) -> bool {
+    if cx.body().get("container").is_none() {
+        return false;
+    }
+    cx.error_at_key(
+        "container",
+        "`container` belongs inside `decode:`, e.g. `decode: {container: cri, codec: json}`",
+    );
+    true
 }
 
 /// Checks the decoding and multiline settings every source shares.

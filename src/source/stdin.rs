@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::lines::{Framer, Oversize};
 use super::multiline::{Joiner, MultilineConfig};
+use super::partial::{self, Reassembler};
 use super::{DEFAULT_MAX_LINE_BYTES, LineDecoder, SourceContext, flush};
 use crate::component::{CheckCx, Kind, SourceKind, SourceSpec};
 use crate::config::units::ByteSize;
@@ -36,6 +37,10 @@ fn default_max_line() -> ByteSize {
 }
 
 const READ_CHUNK: usize = 256 * 1024;
+
+/// How long a partial container line (`decode.container`) waits for its
+/// continuation: the file source's default `line_timeout`.
+const PARTIAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The `stdin` source kind.
 pub const KIND: SourceKind = Kind {
@@ -63,6 +68,9 @@ impl SourceSpec for StdinSpec {
 }
 
 fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
+    if super::misplaced_container(cx) {
+        return None;
+    }
     let cfg: StdinConfig = cx.typed()?;
     super::check_reading(cx, &cfg.decode, cfg.multiline.as_ref());
     (!cx.has_errors()).then(|| Arc::new(StdinSpec { cfg }) as Arc<dyn SourceSpec>)
@@ -90,6 +98,10 @@ pub fn run_reader<R: Read + Send + 'static>(
         Some(m) => Some(Joiner::new(m, cfg.max_line_bytes.0 as usize).map_err(|e| e.message)?),
         None => None,
     };
+    let mut reassembler = cfg
+        .decode
+        .container
+        .map(|format| Reassembler::new(format, cfg.max_line_bytes.0 as usize, cfg.oversize));
     let mut joined = Vec::new();
     let mut last_data = std::time::Instant::now();
 
@@ -124,13 +136,24 @@ pub fn run_reader<R: Read + Send + 'static>(
         let chunk = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(chunk)) => chunk,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // A multiline group waits only so long for its next line.
+                // A partial container line and a multiline group wait
+                // only so long for their next line.
+                partial::release(
+                    reassembler.as_mut(),
+                    joiner.as_mut(),
+                    PARTIAL_TIMEOUT,
+                    &mut joined,
+                );
                 if let Some(j) = joiner.as_mut()
                     && last_data.elapsed() >= j.timeout
-                    && let Some(line) = j.flush()
                 {
-                    let mut events = Vec::new();
-                    lines.push(line, now_nanos(), &mut events);
+                    joined.extend(j.flush());
+                }
+                if !joined.is_empty() {
+                    let now = now_nanos();
+                    for line in joined.drain(..) {
+                        lines.push(line, now, &mut events);
+                    }
                     if flush(&ctx.output, &mut events, None).is_err() {
                         break;
                     }
@@ -150,19 +173,29 @@ pub fn run_reader<R: Read + Send + 'static>(
         let mut start = framer.offset();
         while let Some(line) = framer.next_line() {
             let next = line.end_offset;
-            match joiner.as_mut() {
-                Some(j) => j.push(line, start, &mut joined),
-                None => joined.push(line),
-            }
+            partial::feed(
+                reassembler.as_mut(),
+                joiner.as_mut(),
+                line,
+                start,
+                &mut framer.counts,
+                &mut joined,
+            );
             start = next;
         }
+        if end && let Some(line) = framer.take_partial() {
+            partial::feed(
+                reassembler.as_mut(),
+                joiner.as_mut(),
+                line,
+                start,
+                &mut framer.counts,
+                &mut joined,
+            );
+        }
+        let wait = if end { Duration::ZERO } else { PARTIAL_TIMEOUT };
+        partial::release(reassembler.as_mut(), joiner.as_mut(), wait, &mut joined);
         if end {
-            if let Some(line) = framer.take_partial() {
-                match joiner.as_mut() {
-                    Some(j) => j.push(line, start, &mut joined),
-                    None => joined.push(line),
-                }
-            }
             joined.extend(joiner.as_mut().and_then(|j| j.flush()));
         }
         for line in joined.drain(..) {

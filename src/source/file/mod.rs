@@ -258,6 +258,9 @@ impl SourceSpec for FileSpec {
 }
 
 fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
+    if super::misplaced_container(cx) {
+        return None;
+    }
     let cfg: FileConfig = cx.typed()?;
     super::check_reading(cx, &cfg.decode, cfg.multiline.as_ref());
     if cfg.fingerprint_bytes == 0 {

@@ -23,6 +23,7 @@ use super::{ReadFrom, Tailer, discovery};
 use crate::source::fingerprint::{self, Probe};
 use crate::source::lines::Framer;
 use crate::source::multiline::Joiner;
+use crate::source::partial::Reassembler;
 
 /// What the scans remember of files they found but that are not open.
 #[derive(Default)]
@@ -269,6 +270,13 @@ impl Tailer {
             stream,
             framer: Framer::new(self.cfg.max_line_bytes.0 as usize, self.cfg.oversize, start),
             joiner,
+            reassembler: self.cfg.decode.container.map(|format| {
+                Reassembler::new(
+                    format,
+                    self.cfg.max_line_bytes.0 as usize,
+                    self.cfg.oversize,
+                )
+            }),
             last_sent: start,
             last_data: Instant::now(),
             at_eof: false,

@@ -23,6 +23,7 @@ use crate::ack::StreamId;
 use crate::source::fingerprint::Fingerprint;
 use crate::source::lines::{Framer, Line};
 use crate::source::multiline::Joiner;
+use crate::source::partial::{self, Reassembler};
 use crate::telemetry::Gauge;
 
 /// Which file a path leads to right now: its device and inode. Paths
@@ -77,6 +78,8 @@ pub(super) struct Tailed {
     pub(super) stream: StreamId,
     pub(super) framer: Framer,
     pub(super) joiner: Option<Joiner>,
+    /// With `decode.container`: joins the partial records of the file.
+    pub(super) reassembler: Option<Reassembler>,
     /// Offset carried by the last batch sent for this file.
     pub(super) last_sent: u64,
     pub(super) last_data: Instant,
@@ -137,6 +140,10 @@ impl Tailed {
                 .joiner
                 .as_ref()
                 .is_none_or(|j| j.pending_start().is_none())
+            && self
+                .reassembler
+                .as_ref()
+                .is_none_or(|r| r.pending_start().is_none())
     }
 
     /// Reads once into the framer; `Ok(true)` when data came. At the end of
@@ -162,31 +169,52 @@ impl Tailed {
     }
 
     /// Moves the complete lines framed so far into `out`, through the
-    /// joiner if there is one. At the end of the file, a last line without
-    /// its newline and a multiline event being joined go too once they have
-    /// waited long enough (at once in `--once` mode or when the file is
-    /// released).
+    /// reassembler of container records and the joiner if there are.
+    /// At the end of the file, a last line without its newline and a
+    /// multiline event being joined go too once they have waited long
+    /// enough (at once in `--once` mode or when the file is released); a
+    /// partial container line goes once its stream was quiet for
+    /// `line_timeout` (at once, at the end, in those cases).
     pub(super) fn take_lines(&mut self, once: bool, line_timeout: Duration, out: &mut Vec<Line>) {
         let mut start = self.framer.offset();
         while let Some(line) = self.framer.next_line() {
             let end = line.end_offset;
-            match self.joiner.as_mut() {
-                Some(j) => j.push(line, start, out),
-                None => out.push(line),
-            }
+            partial::feed(
+                self.reassembler.as_mut(),
+                self.joiner.as_mut(),
+                line,
+                start,
+                &mut self.framer.counts,
+                out,
+            );
             start = end;
         }
+        let gone = self.released_at.is_some();
         if self.at_eof {
             let quiet = self.last_data.elapsed();
-            let gone = self.released_at.is_some();
             if (once || gone || quiet >= line_timeout)
                 && let Some(partial) = self.framer.take_partial()
             {
-                match self.joiner.as_mut() {
-                    Some(j) => j.push(partial, start, out),
-                    None => out.push(partial),
-                }
+                partial::feed(
+                    self.reassembler.as_mut(),
+                    self.joiner.as_mut(),
+                    partial,
+                    start,
+                    &mut self.framer.counts,
+                    out,
+                );
             }
+        }
+        if self.reassembler.is_some() {
+            let wait = if self.at_eof && (once || gone) {
+                Duration::ZERO
+            } else {
+                line_timeout
+            };
+            partial::release(self.reassembler.as_mut(), self.joiner.as_mut(), wait, out);
+        }
+        if self.at_eof {
+            let quiet = self.last_data.elapsed();
             if let Some(j) = self.joiner.as_mut()
                 && (once || gone || quiet >= j.timeout)
             {
@@ -196,11 +224,14 @@ impl Tailed {
     }
 
     /// The offset a batch sent now covers: everything framed, except a
-    /// multiline event still being joined.
+    /// multiline event or a partial container line still being joined.
     pub(super) fn batch_end(&self) -> u64 {
-        match self.joiner.as_ref().and_then(|j| j.pending_start()) {
-            Some(held) => held,
-            None => self.framer.offset(),
+        let joining = self.joiner.as_ref().and_then(|j| j.pending_start());
+        let partial = self.reassembler.as_ref().and_then(|r| r.pending_start());
+        match (joining, partial) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(held), None) | (None, Some(held)) => held,
+            (None, None) => self.framer.offset(),
         }
     }
 }
