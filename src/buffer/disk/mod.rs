@@ -145,6 +145,11 @@ fn segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 /// Reads what `dir` holds: every record not yet delivered. `oldest` also
 /// decodes them to find the earliest event time.
 pub fn inspect(dir: &Path, oldest: bool) -> std::io::Result<Contents> {
+    scan(dir, oldest).map(|(_, c)| c)
+}
+
+/// [`inspect`], and the ledger it went by (the default when it was bad).
+fn scan(dir: &Path, oldest: bool) -> std::io::Result<(Ledger, Contents)> {
     let (ledger, problem) = read_ledger(dir);
     let mut c = Contents {
         ledger_problem: problem,
@@ -186,7 +191,7 @@ pub fn inspect(dir: &Path, oldest: bool) -> std::io::Result<Contents> {
             }
         }
     }
-    Ok(c)
+    Ok((ledger, c))
 }
 
 /// What the writer and reader share.
@@ -248,16 +253,15 @@ pub fn start(
 ) -> Result<(mpsc::Receiver<SharedBatch>, tokio::task::JoinHandle<()>), String> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create the buffer directory {}: {e}", dir.display()))?;
-    let found = inspect(&dir, false)
+    let (ledger, found) = scan(&dir, false)
         .map_err(|e| format!("cannot read the buffer directory {}: {e}", dir.display()))?;
     if let Some(p) = &found.ledger_problem {
         tracing::warn!(sink = name, "{p}");
     }
-    let (ledger, _) = read_ledger(&dir);
     let mut state = State::default();
     for id in segments(&dir).map_err(|e| e.to_string())? {
         let path = segment_path(&dir, id);
-        if found.ledger_problem.is_none() && id < ledger.segment {
+        if id < ledger.segment {
             // Delivered before the last stop; its deletion did not happen.
             let _ = std::fs::remove_file(&path);
             continue;
@@ -272,11 +276,6 @@ pub fn start(
         );
         state.used += len;
     }
-    let ledger = if found.ledger_problem.is_some() {
-        Ledger::default()
-    } else {
-        ledger
-    };
     if found.events > 0 {
         tracing::info!(
             sink = name,
