@@ -24,5 +24,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+# Disk: the build and the tests' scratch files need about 2 GiB. A full
+# disk does not fail fast — weir waits for space rather than dropping data —
+# so say so up front instead of letting a test wait on it.
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
+free_kib=$(df -Pk "$target" | awk 'NR==2 {print $4}')
+tmp_kib=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}')
+echo "free disk: $((free_kib / 1024)) MiB for $target, $((tmp_kib / 1024)) MiB for ${TMPDIR:-/tmp}" >&2
+if [ "$free_kib" -lt 2097152 ] || [ "$tmp_kib" -lt 524288 ]; then
+  echo "warning: less than 2 GiB free for the build or 512 MiB for test scratch files; tests that write logs may wait on a full disk (each test command has a deadline and then fails)" >&2
+fi
+
+# A clean build gains nothing from incremental compilation, which would more
+# than double the space the build takes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 # --workspace: the root package and every member (crates/workload has its own unit tests).
 cargo test --workspace --locked "$@"

@@ -31,6 +31,10 @@ pub struct Progress {
     what: &'static str,
     started: Instant,
     last_plain: Instant,
+    /// The last amount seen, and when it last moved: work that stands
+    /// still (a sink failing, a full disk) says so instead of an ETA.
+    last_done: u64,
+    moved_at: Instant,
 }
 
 impl Progress {
@@ -64,15 +68,22 @@ impl Progress {
             what,
             started: Instant::now(),
             last_plain: Instant::now(),
+            last_done: 0,
+            moved_at: Instant::now(),
         }
     }
 
     /// Where the work stands: `done` units, and a few words on the rest
     /// (lines, errors, deliveries).
     pub fn update(&mut self, done: u64, note: &str) {
+        if done != self.last_done {
+            self.last_done = done;
+            self.moved_at = Instant::now();
+        }
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(note.to_string());
+            let stalled = self.stalled_for().map(|s| format!(", {s}"));
+            bar.set_message(format!("{note}{}", stalled.unwrap_or_default()));
             return;
         }
         if self.last_plain.elapsed() < PLAIN_EVERY {
@@ -102,7 +113,10 @@ impl Progress {
             Unit::Bytes => s.push_str(&format!(", {:.1} MB/s", rate / 1e6)),
             Unit::Lines => s.push_str(&format!(", {rate:.0} lines/s")),
         }
-        if let Some(t) = self.total
+        if let Some(stalled) = self.stalled_for() {
+            s.push_str(", ");
+            s.push_str(&stalled);
+        } else if let Some(t) = self.total
             && rate > 0.0
             && done < t
         {
@@ -113,6 +127,17 @@ impl Progress {
             s.push_str(note);
         }
         s
+    }
+
+    /// "no progress for N s …" once nothing moved for [`PLAIN_EVERY`].
+    fn stalled_for(&self) -> Option<String> {
+        let still = self.moved_at.elapsed();
+        (still >= PLAIN_EVERY).then(|| {
+            format!(
+                "no progress for {} s (a sink retrying or a full disk: see the warnings)",
+                still.as_secs()
+            )
+        })
     }
 
     /// The work is over.
@@ -208,6 +233,8 @@ mod tests {
             what: "replay",
             started: Instant::now() - Duration::from_secs(2),
             last_plain: Instant::now(),
+            last_done: 1_000_000,
+            moved_at: Instant::now(),
         };
         let line = p.line(1_000_000, "10 decode errors");
         assert!(
@@ -224,5 +251,20 @@ mod tests {
             ..p
         };
         assert!(p.line(10, "").starts_with("replay: 10 lines, 5 lines/s"));
+    }
+
+    #[test]
+    fn work_that_stands_still_says_so_instead_of_a_time_left() {
+        let mut p = Progress::new("replay", Unit::Bytes, Some(4_000_000));
+        p.bar = None;
+        p.update(1_000_000, "");
+        p.moved_at = Instant::now() - Duration::from_secs(12);
+        let line = p.line(1_000_000, "");
+        assert!(
+            line.contains("no progress for 12 s") && !line.contains("left"),
+            "{line}"
+        );
+        p.update(1_500_000, "");
+        assert!(!p.line(1_500_000, "").contains("no progress"));
     }
 }

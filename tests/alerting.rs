@@ -490,7 +490,7 @@ alerting:
     )
     .env("DT_SECRET", "SECxyz")
     .env("PW", "PWxyz");
-    let out = cmd.output().unwrap();
+    let out = cmd.output_within(RUN_LIMIT).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     // The rule file's own position, as `weir validate rules.yml` gives it.
@@ -519,7 +519,7 @@ fn shipped_alerting_pipeline_turns_on_what_the_environment_sets() {
     let s = Scratch::new();
     let p = repo().join("pipelines/alerting.yaml");
     let p = p.to_str().unwrap();
-    let out = s.weir(&["validate", p]).output().unwrap();
+    let out = s.weir(&["validate", p]).output_within(RUN_LIMIT).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -540,7 +540,7 @@ fn shipped_alerting_pipeline_turns_on_what_the_environment_sets() {
         .env("SMTP_USER", "alerts")
         .env("SMTP_PASSWORD", "pw")
         .env("EMAIL_ALERTS", "oncall@example.com,lead@example.com")
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -555,7 +555,7 @@ fn shipped_alerting_pipeline_turns_on_what_the_environment_sets() {
 fn promtool(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new("/usr/bin/promtool")
         .args(args)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("promtool is installed by scripts/test.sh");
     assert!(
         out.status.success(),

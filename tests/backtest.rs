@@ -175,7 +175,7 @@ fn weir_backtest_finds_each_incident_at_its_exact_time() {
     ]);
     cmd.env("DAILY_COST_LIMIT_USD", "1")
         .env("WEIR_DATA_DIR", "data");
-    let out = cmd.output().unwrap();
+    let out = cmd.output_within(RUN_LIMIT).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -216,7 +216,7 @@ fn run_once_back_tests_the_same_way_and_from_to_narrow_it() {
     cmd.env("DAILY_COST_LIMIT_USD", "1")
         .env("WEIR_RULES", "rules.yml")
         .stdin(std::process::Stdio::null());
-    let out = cmd.output().unwrap();
+    let out = cmd.output_within(RUN_LIMIT).unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -238,7 +238,7 @@ fn run_once_back_tests_the_same_way_and_from_to_narrow_it() {
     ]);
     cmd.env("DAILY_COST_LIMIT_USD", "1")
         .env("WEIR_DATA_DIR", "data");
-    let out = cmd.output().unwrap();
+    let out = cmd.output_within(RUN_LIMIT).unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -19,7 +19,7 @@ fn replay(s: &Scratch) -> (i32, String, String) {
             "m.prom",
         ])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let prom = std::fs::read_to_string(s.path("m.prom")).unwrap_or_default();
     (
@@ -192,7 +192,7 @@ fn a_glob_that_matches_nothing_is_a_warning() {
         ])
         .env("WEIR_LOGS_DIR", s.path("does/not/exist"))
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(missing_dir.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&missing_dir.stderr).contains("cannot list directory"));
@@ -243,7 +243,7 @@ fn a_full_disk_loses_nothing() {
     let out = s
         .weir(&["run", &p("data/out/x.ndjson"), "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(
         out.status.code(),
@@ -264,7 +264,7 @@ impl Tmpfs {
         let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
-            .output()
+            .output_within(RUN_LIMIT)
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());

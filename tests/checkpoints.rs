@@ -25,7 +25,7 @@ fn replay(s: &Scratch) -> (i32, String) {
     let out = s
         .weir(&["run", &feynman(), "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -186,7 +186,7 @@ fn python_tracebacks_in_text_logs_are_one_event_per_record() {
     let out = s
         .weir(&["run", p.to_str().unwrap(), "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(
         out.status.code(),

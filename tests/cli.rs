@@ -37,7 +37,7 @@ fn once_replays_the_logs_dir_to_the_file_sink() {
     let out = s
         .weir(&["run", &feynman(), "--once", "--metrics-file", "final.prom"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -100,7 +100,7 @@ fn events_land_in_the_file_of_their_own_day() {
     let out = s
         .weir(&["run", &feynman(), "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let day = |d: &str| read(&s.path(&format!("data/out/{d}.ndjson")));
@@ -169,7 +169,7 @@ fn validate_accepts_the_shipped_pipelines() {
         }
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = s.weir(&args).output().unwrap();
+    let out = s.weir(&args).output_within(RUN_LIMIT).unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -187,7 +187,7 @@ fn validate_reports_a_typo_with_file_line_column_and_component() {
         .replace("read_from:", "raed_from:");
     let line = text.lines().position(|l| l.contains("raed_from")).unwrap() + 1;
     let p = pipeline(&s, "typo.yaml", &text);
-    let out = s.weir(&["validate", &p]).output().unwrap();
+    let out = s.weir(&["validate", &p]).output_within(RUN_LIMIT).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!(
@@ -198,7 +198,7 @@ fn validate_reports_a_typo_with_file_line_column_and_component() {
     let out = s
         .weir(&["run", &p, "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
@@ -215,7 +215,7 @@ fn missing_variable_without_default_is_a_config_error() {
     let out = s
         .weir(&["validate", &p])
         .env_remove("WEIR_TEST_UNSET_DIR")
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -231,17 +231,28 @@ fn missing_variable_without_default_is_a_config_error() {
 fn usage_errors_exit_2_and_version_exits_0() {
     let s = Scratch::new();
     assert_eq!(
-        s.weir(&["frobnicate"]).output().unwrap().status.code(),
+        s.weir(&["frobnicate"])
+            .output_within(RUN_LIMIT)
+            .unwrap()
+            .status
+            .code(),
         Some(2)
     );
     assert_eq!(
-        s.weir(&["run", "--bogus"]).output().unwrap().status.code(),
+        s.weir(&["run", "--bogus"])
+            .output_within(RUN_LIMIT)
+            .unwrap()
+            .status
+            .code(),
         Some(2)
     );
-    let v = s.weir(&["--version"]).output().unwrap();
+    let v = s.weir(&["--version"]).output_within(RUN_LIMIT).unwrap();
     assert_eq!(v.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("weir "));
-    let out = s.weir(&["validate", "no-such.yaml"]).output().unwrap();
+    let out = s
+        .weir(&["validate", "no-such.yaml"])
+        .output_within(RUN_LIMIT)
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -258,7 +269,7 @@ fn a_busy_api_port_is_a_clear_runtime_error() {
         .weir(&["run", &feynman(), "--once"])
         .env("WEIR_API_ADDR", &addr)
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -282,7 +293,7 @@ fn validate_never_echoes_a_secret_from_the_environment() {
         .weir(&["validate", &p])
         .env("LOKI_PW", secret)
         .env("LOKI_URL", format!("loki-host-{secret}"))
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -301,7 +312,7 @@ fn validate_never_echoes_a_secret_from_the_environment() {
         .weir(&["validate", &p])
         .env("LOKI_PW", secret)
         .env("LOKI_URL", format!("loki-host-{secret}"))
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -322,7 +333,7 @@ fn validate_reports_a_duplicate_key_in_weirs_words() {
         "dup.yaml",
         "sources:\n  in: {type: stdin}\nsinks:\n  out:\n    type: file\n    inputs: [in]\n    path: a.ndjson\n    path: b.ndjson\n",
     );
-    let out = s.weir(&["validate", &p]).output().unwrap();
+    let out = s.weir(&["validate", &p]).output_within(RUN_LIMIT).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -342,7 +353,7 @@ fn validate_reports_every_problem_of_a_component() {
         "many.yaml",
         "sources:\n  in:\n    type: file\n    include: ['logs/*.log']\n    poll_interval: often\n    bogus: 1\n    fingerprint_bytes: lots\nsinks:\n  out: {type: file, inputs: [in], path: x.ndjson}\n",
     );
-    let out = s.weir(&["validate", &p]).output().unwrap();
+    let out = s.weir(&["validate", &p]).output_within(RUN_LIMIT).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
@@ -363,7 +374,7 @@ fn an_empty_or_comment_only_pipeline_is_a_config_error() {
         ("comments.yaml", "# sources: to come\n\n# sinks: later\n"),
     ] {
         let p = pipeline(&s, name, text);
-        let out = s.weir(&["validate", &p]).output().unwrap();
+        let out = s.weir(&["validate", &p]).output_within(RUN_LIMIT).unwrap();
         assert_eq!(out.status.code(), Some(2), "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -375,7 +386,7 @@ fn an_empty_or_comment_only_pipeline_is_a_config_error() {
         let out = s
             .weir(&["run", &p, "--once"])
             .stdin(Stdio::null())
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name}");
     }
@@ -405,7 +416,7 @@ fn buffer_inspect_reports_a_replay_buffer_and_names_what_to_fix() {
     // Delivered: the buffer is empty, and says so.
     let out = s
         .weir(&["buffer", "inspect", "--pipeline", &p, "--json"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -413,7 +424,7 @@ fn buffer_inspect_reports_a_replay_buffer_and_names_what_to_fix() {
     assert_eq!(v[0]["events"], 0);
     let table = s
         .weir(&["buffer", "inspect", "out", "--pipeline", &p])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
@@ -423,14 +434,14 @@ fn buffer_inspect_reports_a_replay_buffer_and_names_what_to_fix() {
 
     let out = s
         .weir(&["buffer", "inspect", "plain", "--pipeline", &p])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sink `plain` has no disk buffer"), "{err}");
     let out = s
         .weir(&["buffer", "inspect", "nope", "--pipeline", &p])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -444,7 +455,7 @@ fn buffer_inspect_reports_a_replay_buffer_and_names_what_to_fix() {
             "--data-dir",
             &s.path("data").display().to_string(),
         ])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("\nout "));
 }

@@ -22,7 +22,7 @@ const SPLIT: usize = 16 * 1024;
 fn app_lines(s: &Scratch) -> Vec<(String, &'static str)> {
     let out = s
         .weir(&["generate", "--clean", "--lines", "60", "--seed", "7"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(out.status.success());
     let mut lines: Vec<(String, &'static str)> = String::from_utf8(out.stdout)
@@ -247,7 +247,7 @@ fn cri_and_docker_files_become_the_apps_events() {
     let out = s
         .weir(&["run", &p, "--once", "--metrics-file", "final.prom"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -304,7 +304,7 @@ fn validate_decode(s: &Scratch, source_body: &str) -> String {
         "sources:\n  pods:\n    type: file\n    include: [/var/log/containers/*.log]\n{source_body}sinks:\n  out: {{type: console, inputs: [pods]}}\n"
     );
     let p = pipeline(s, "bad.yaml", &text);
-    let out = s.weir(&["validate", &p]).output().unwrap();
+    let out = s.weir(&["validate", &p]).output_within(RUN_LIMIT).unwrap();
     assert_eq!(out.status.code(), Some(2));
     String::from_utf8_lossy(&out.stderr).replace(&p, "bad.yaml")
 }

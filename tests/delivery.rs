@@ -300,7 +300,7 @@ fn inspect(s: &Scratch, p: &str, sink: &str) -> serde_json::Value {
     let out = s
         .weir(&["buffer", "inspect", "--pipeline", p, "--json"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1039,7 +1039,7 @@ impl Mount {
         let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
-            .output()
+            .output_within(RUN_LIMIT)
             .map_err(|e| format!("cannot run mount: {e}"))?;
         if out.status.success() {
             Ok(Mount(dir.to_path_buf()))

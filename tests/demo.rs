@@ -37,7 +37,7 @@ fn the_demo_feeds_every_derived_metric_with_events_of_now() {
     let out = s
         .weir(&["run", &p, "--once", "--metrics-file", "final.prom"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -96,7 +96,7 @@ fn the_shipped_demo_stays_off_with_logs_or_without_a_terminal() {
         s.weir(&["run", &feynman, "--once", "--metrics-file", "final.prom"])
             .env("WEIR_LOGS_DIR", s.path(logs))
             .stdin(Stdio::null())
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap()
     };
     for logs in ["logs", "no/such/dir"] {
@@ -141,7 +141,11 @@ fn the_shipped_demo_stays_off_with_logs_or_without_a_terminal() {
 /// nothing piped in, a terminal. `script` gives it one.
 #[test]
 fn the_first_run_in_a_terminal_shows_demo_data_within_seconds() {
-    if Command::new("script").arg("--version").output().is_err() {
+    if Command::new("script")
+        .arg("--version")
+        .output_within(RUN_LIMIT)
+        .is_err()
+    {
         eprintln!("skipped: no `script` (util-linux) to give weir a terminal");
         return;
     }

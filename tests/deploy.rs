@@ -30,7 +30,7 @@ fn weir(args: &[&str]) -> std::process::Output {
     Command::new(weir_bin())
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap()
 }
 
@@ -59,7 +59,7 @@ fn completions_for_every_shell_name_the_subcommands() {
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("source '{}' && complete -p weir", path.display()))
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),
@@ -190,7 +190,7 @@ fn the_daemonset_runs_the_shipped_kubernetes_pipeline() {
             "validate",
             repo().join("pipelines/kubernetes.yaml").to_str().unwrap(),
         ])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),
@@ -243,7 +243,7 @@ fn the_kubernetes_pipeline_ships_cri_logs_to_loki_and_derives_the_metrics() {
         .env("LOKI_URL", loki.url())
         .env("NODE_NAME", "node-7")
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -335,7 +335,7 @@ fn the_systemd_unit_reloads_on_hup_and_outlasts_the_grace_period() {
     // systemd's own check, with the binary and man page this build makes.
     if Command::new("systemd-analyze")
         .arg("--version")
-        .output()
+        .output_within(RUN_LIMIT)
         .is_err()
     {
         eprintln!("systemd-analyze not installed; skipping `systemd-analyze verify`");
@@ -352,7 +352,7 @@ fn the_systemd_unit_reloads_on_hup_and_outlasts_the_grace_period() {
     let out = Command::new("systemd-analyze")
         .args(["verify", unit.to_str().unwrap()])
         .env("MANPATH", dir.path().join("man"))
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{err}");

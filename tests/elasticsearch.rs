@@ -99,7 +99,7 @@ fn replay(s: &Scratch, p: &str) -> (i32, String) {
     let out = s
         .weir(&["run", p, "--once"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     (
         out.status.code().unwrap_or(-1),

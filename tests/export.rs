@@ -13,7 +13,7 @@ fn export(s: &Scratch, args: &[&str]) -> (String, String) {
         .env("WEIR_API_ADDR", "127.0.0.1:9464")
         .env("ALERTMANAGER_URL", "http://127.0.0.1:9093")
         .current_dir(repo())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -24,7 +24,7 @@ fn export(s: &Scratch, args: &[&str]) -> (String, String) {
 }
 
 fn promtool(args: &[&str]) {
-    let out = Command::new("/usr/bin/promtool").args(args).output().expect(
+    let out = Command::new("/usr/bin/promtool").args(args).output_within(RUN_LIMIT).expect(
         "promtool is not installed: run scripts/test.sh, which installs the Debian packages the tests need",
     );
     assert!(
@@ -169,7 +169,7 @@ fn loki_export_needs_a_selector_without_a_loki_sink() {
             s.path("x").to_str().unwrap(),
         ])
         .current_dir(repo())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--selector"));

@@ -208,7 +208,10 @@ fn run_against_hung(s: &Scratch, sink: fn(&str) -> String, stop: Stop) {
 /// The second run against a working receiver, to its end.
 fn replay(s: &Scratch, sink: &str) {
     let p = pipeline_with(s, sink);
-    let out = s.weir(&["run", &p, "--once"]).output().unwrap();
+    let out = s
+        .weir(&["run", &p, "--once"])
+        .output_within(RUN_LIMIT)
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -12,7 +12,7 @@ fn validate(args: &[&str]) -> (Option<i32>, String) {
         .weir(args)
         .current_dir(repo())
         .env_remove("WEIR_RULES")
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     (
         out.status.code(),

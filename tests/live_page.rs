@@ -371,7 +371,7 @@ fn generate(s: &Scratch, n: usize) -> (Vec<u8>, BTreeMap<String, f64>) {
             "--truth",
             "truth.prom",
         ])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),

@@ -144,7 +144,7 @@ fn promtool_finds_no_errors_in_the_exposition() {
             "m.prom",
         ])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(
         out.status.code(),
@@ -351,7 +351,7 @@ fn a_flood_of_llm_models_stays_within_max_series() {
     let out = s
         .weir(&["run", &p, "--once", "--metrics-file", "m.prom"])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

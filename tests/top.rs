@@ -16,7 +16,7 @@ fn top(args: &[&str]) -> (i32, String, String) {
         .arg("top")
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     (
         out.status.code().unwrap_or(-1),

@@ -49,7 +49,7 @@ fn derived_metrics_equal_the_generator_truth() {
             "--truth",
             "truth.prom",
         ])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert_eq!(
         out.status.code(),
@@ -67,7 +67,7 @@ fn derived_metrics_equal_the_generator_truth() {
             "weir.prom",
         ])
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

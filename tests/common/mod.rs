@@ -161,22 +161,83 @@ impl Drop for Running {
     }
 }
 
+/// The longest any one command of a test may take. A command still running
+/// then is killed and the test fails showing its standard error, so a
+/// command that waits forever (on a full disk, say, where weir waits for
+/// space rather than drop data) costs minutes, not the CI run.
+pub const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+/// [`Command::output`] with a deadline.
+pub trait OutputWithin {
+    /// Like `output()` (standard input from /dev/null, standard output and
+    /// error collected), but a child still running after `limit` is killed
+    /// and the calling test panics with the command and its standard error.
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output> {
+        self.stdin(Stdio::null());
+        collect_within(self, limit, None)
+    }
+}
+
 /// Runs `cmd` with `input` on its standard input (written from another
 /// thread, so a child that writes much output cannot block on us) and
-/// collects its output.
+/// collects its output, within [`RUN_LIMIT`].
 pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start weir");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    out
+    cmd.stdin(Stdio::piped());
+    collect_within(&mut cmd, RUN_LIMIT, Some(input.to_vec())).expect("start weir")
+}
+
+fn collect_within(
+    cmd: &mut Command,
+    limit: Duration,
+    input: Option<Vec<u8>>,
+) -> std::io::Result<Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let writer = input.map(|input| {
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || stdin.write_all(&input))
+    });
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = stderr.join().unwrap_or_default();
+            let err = String::from_utf8_lossy(&err);
+            let tail = &err[err.len().saturating_sub(8000)..];
+            panic!(
+                "{} {:?} did not finish within {limit:?} and was killed; the end of its standard error:\n{tail}",
+                cmd.get_program().to_string_lossy(),
+                cmd.get_args().collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(w) = writer {
+        // A child that exits without reading all of its input is not an
+        // error of the harness: the test looks at what it said.
+        let _ = w.join();
+    }
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// Polls `f` every 20 ms until it holds or `timeout` passes.
