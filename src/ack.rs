@@ -215,6 +215,16 @@ impl AckTracker {
         self.streams.get(&stream).is_none_or(|s| s.in_flight == 0)
     }
 
+    /// The bytes of `stream` sent but not yet committed: how far its
+    /// checkpoint is behind what was handed to the sinks.
+    pub fn unsettled_bytes(&self, stream: StreamId) -> u64 {
+        self.streams.get(&stream).map_or(0, |s| {
+            s.pending
+                .back()
+                .map_or(0, |&(_, end, _)| end.saturating_sub(s.committed))
+        })
+    }
+
     /// How many batches of `stream` were not delivered.
     pub fn lost(&self, stream: StreamId) -> u64 {
         self.streams.get(&stream).map_or(0, |s| s.lost)
@@ -256,8 +266,10 @@ mod tests {
         assert_eq!(t.committed(1), Some(10));
         assert_eq!(t.settled(ok(a)), Some(30));
         assert!(!t.is_idle(1));
+        assert_eq!(t.unsettled_bytes(1), 10, "c (30..40) is out");
         assert_eq!(t.settled(ok(c)), Some(40));
         assert!(t.is_idle(1));
+        assert_eq!(t.unsettled_bytes(1), 0);
         assert_eq!(t.settled(ok(c)), None, "a repeated report changes nothing");
     }
 

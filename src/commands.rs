@@ -29,6 +29,8 @@ pub struct RunArgs {
     /// With `--once` and alert rules: call the notifiers (a back-test
     /// does not by default).
     pub notify: bool,
+    /// With `--once`: where the HTML report of the replay goes.
+    pub report: Option<PathBuf>,
     /// With `--once` and alert rules: the back-test's time span and
     /// out-of-order window.
     pub backtest: BacktestArgs,
@@ -263,6 +265,7 @@ pub struct BacktestCommand {
     pub to: Option<String>,
     pub window: Option<String>,
     pub notify: bool,
+    pub report: Option<PathBuf>,
 }
 
 /// `weir backtest RULES --logs GLOB`: what the rules would have done over
@@ -336,6 +339,7 @@ pub fn backtest(cmd: BacktestCommand) -> ExitCode {
             once: true,
             metrics_file: None,
             notify: cmd.notify,
+            report: cmd.report.clone(),
             backtest: BacktestArgs {
                 from_ms,
                 to_ms,
@@ -420,9 +424,22 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
         }
     };
     // A replay with alert rules is a back-test: rules run on the logs' time.
+    // A report is gathered by one too, without rules if there are none.
     let mut notifying = None;
-    let backtest = match (&pipeline.alerting, args.once) {
-        (Some(a), true) => {
+    let no_rules;
+    let alerting_of_backtest = match (&pipeline.alerting, args.once, &args.report) {
+        (Some(a), true, _) => Some(&**a),
+        (None, true, Some(_)) => {
+            no_rules = crate::alert::live::Alerting::without_rules();
+            tracing::info!(
+                "the pipeline has no alerting: section; the report shows lines, errors and costs, and no alerts"
+            );
+            Some(&no_rules)
+        }
+        _ => None,
+    };
+    let backtest = match alerting_of_backtest {
+        Some(a) => {
             let notify = if args.notify {
                 match crate::alert::live::Service::notifiers(a, &registry, &pipeline.data_dir) {
                     Ok((tx, n)) => {
@@ -461,11 +478,13 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
                 .out_dir
                 .clone()
                 .unwrap_or_else(|| pipeline.data_dir.clone());
-            Some(Arc::new(crate::alert::backtest::Backtest::new(
-                a, &out, opts,
-            )))
+            let bt = crate::alert::backtest::Backtest::new(a, &out, opts);
+            Some(Arc::new(match &args.report {
+                Some(_) => bt.with_report(registry.clone()),
+                None => bt,
+            }))
         }
-        _ => None,
+        None => None,
     };
     let alerting = match pipeline.alerting.as_ref().filter(|_| backtest.is_none()) {
         Some(a) => match crate::alert::live::Service::start(a, &registry, &pipeline.data_dir) {
@@ -592,7 +611,25 @@ async fn run_async(pipeline: Pipeline, args: RunArgs) -> ExitCode {
     }
     if let Some(bt) = &backtest {
         if bt.driven() {
-            print!("{}", bt.table());
+            if bt.reporting()
+                && let Some(path) = &args.report
+            {
+                let meta = crate::report::Meta {
+                    pipeline: pipeline.origin.to_string(),
+                    late_lines: registry.sum("weir_backtest_late_lines_total").max(0) as u64,
+                    ..Default::default()
+                };
+                match bt.write_report(path, meta) {
+                    Ok(()) => eprintln!("report: {}", path.display()),
+                    Err(e) => {
+                        eprintln!("error: cannot write the report {}: {e}", path.display());
+                        code = ExitCode::from(EXIT_RUNTIME);
+                    }
+                }
+            }
+            if !bt.reporting() || pipeline.alerting.is_some() {
+                print!("{}", bt.table());
+            }
         } else {
             tracing::warn!(
                 "nothing was back-tested: no `metrics` sink reads the inputs, so the rules had no metrics to read"

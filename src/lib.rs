@@ -41,6 +41,7 @@ pub mod http;
 pub mod metrics;
 pub mod progress;
 pub mod redact;
+pub mod report;
 pub mod rlimit;
 pub mod shutdown;
 pub mod sink;

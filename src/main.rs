@@ -33,6 +33,11 @@ enum Command {
         /// With --once and alert rules (a back-test): call the notifiers too.
         #[arg(long)]
         notify: bool,
+        /// With --once: write a self-contained HTML report of the replay
+        /// (events and errors over the logs' time, LLM cost per day and
+        /// model, each alert's pending/firing/resolved timeline).
+        #[arg(long, value_name = "PATH", requires = "once")]
+        report: Option<PathBuf>,
     },
     /// Check pipeline files and Prometheus rule files (a top-level `groups:`);
     /// exit 2 with file:line:column on any problem. Alert rules are also
@@ -79,6 +84,10 @@ enum Command {
         /// Call the pipeline's notifiers with what fires.
         #[arg(long)]
         notify: bool,
+        /// Write a self-contained HTML report (events and errors over
+        /// time, LLM cost per day and model, alert timelines).
+        #[arg(long, value_name = "PATH")]
+        report: Option<PathBuf>,
     },
     /// Look at the sinks' disk buffers.
     Buffer {
@@ -182,11 +191,13 @@ fn main() -> ExitCode {
             once,
             metrics_file,
             notify,
+            report,
         } => commands::run(RunArgs {
             pipeline,
             once,
             metrics_file,
             notify,
+            report,
             backtest: Default::default(),
         }),
         Command::Backtest {
@@ -197,6 +208,7 @@ fn main() -> ExitCode {
             to,
             window,
             notify,
+            report,
         } => commands::backtest(commands::BacktestCommand {
             rules,
             logs,
@@ -205,6 +217,7 @@ fn main() -> ExitCode {
             to,
             window,
             notify,
+            report,
         }),
         Command::Validate {
             pipelines,

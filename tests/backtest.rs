@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 mod common;
+use common::browser::*;
 use common::*;
 
 /// 2026-11-20T10:00:00Z, a multiple of 15 s.
@@ -52,7 +53,7 @@ fn lines() -> Vec<(i64, String)> {
         // The 5xx burst: one a second for ten minutes from T0+1200 s.
         if (1200..1800).contains(&t) {
             out.push((t, format!(
-                r#"{{"timestamp":"{}","event":"api_request","method":"GET","path":"/api/chat","status_code":500,"duration_ms":20}}"#,
+                r#"{{"timestamp":"{}","level":"ERROR","event":"api_request","method":"GET","path":"/api/chat","status_code":500,"duration_ms":20}}"#,
                 ts(t)
             )));
         }
@@ -82,8 +83,14 @@ fn lines() -> Vec<(i64, String)> {
     out
 }
 
+/// Lines that are not JSON (the pipeline keeps them as they are).
+const PLAIN: [&str; 2] = [
+    "INFO:     Application startup complete.",
+    "INFO:     127.0.0.1:50312 - \"GET /health HTTP/1.1\" 200 OK",
+];
+
 /// Writes the hour as two rotated generations (the older one modified
-/// earlier), with a few lines a little out of order.
+/// earlier), with a few lines a little out of order and two plain ones.
 fn write_logs(s: &Scratch) {
     let mut all = lines();
     // Within the default 5 m window: these still count at their own time.
@@ -98,7 +105,12 @@ fn write_logs(s: &Scratch) {
         p
     };
     let older = write("app.log.1", &all[..mid]);
-    write("app.log", &all[mid..]);
+    // Two of uvicorn's plain lines: kept, without a time of their own.
+    let mut newer = all[mid..].to_vec();
+    for (i, l) in [(5, PLAIN[0]), (500, PLAIN[1])] {
+        newer.insert(i, (-1, l.to_string()));
+    }
+    write("app.log", &newer);
     let f = std::fs::File::options().write(true).open(older).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
@@ -247,4 +259,201 @@ fn run_once_back_tests_the_same_way_and_from_to_narrow_it() {
     );
     let (got, _) = fired(&s);
     assert_eq!(got, expected()[..1]);
+}
+
+#[test]
+fn the_report_shows_lines_errors_costs_and_each_alerts_timeline_in_a_browser() {
+    let s = Scratch::new();
+    write_logs(&s);
+    s.write("rules.yml", RULES);
+    let feynman = repo().join("pipelines/feynman.yaml");
+    let mut cmd = s.weir(&[
+        "backtest",
+        "rules.yml",
+        "--logs",
+        "logs/*.log*",
+        "--pipeline",
+        feynman.to_str().unwrap(),
+        "--report",
+        "out/report.html",
+    ]);
+    cmd.env("DAILY_COST_LIMIT_USD", "1")
+        .env("WEIR_DATA_DIR", "data");
+    let out = cmd.output_within(RUN_LIMIT).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("report: out/report.html"), "{stderr}");
+    let html = read(&s.path("out/report.html"));
+    // One file: no script, nothing fetched.
+    for outside in ["<script", "src=", "href=", "http://", "https://", "url("] {
+        assert!(!html.contains(outside), "{outside} in the report");
+    }
+
+    // What the browser shows.
+    if skip_browser() {
+        return;
+    }
+    let url = format!("file://{}", s.path("out/report.html").display());
+    let dom = Dom::parse(&run_chromium(&s, &url, &["--dump-dom".to_string()]));
+    let all = lines();
+    let value = |id: &str| dom.id(id).value().unwrap();
+    assert_eq!(value("total-lines"), (all.len() + PLAIN.len()) as f64);
+    assert_eq!(value("total-error-lines"), 600.0, "the burst's 5xx lines");
+    assert_eq!(value("total-decode-errors"), PLAIN.len() as f64);
+    assert_eq!(value("total-alerts"), 4.0);
+    assert_eq!(value("logs-from"), (T0 * 1000) as f64);
+    // The last scrape after the last line (T0+3599 s).
+    assert_eq!(value("logs-to"), ((T0 + 3600) * 1000) as f64);
+
+    // The bars hold every line once, and the error bars sit on the burst.
+    let bars = |kind: &str| -> Vec<(i64, i64, f64)> {
+        dom.els
+            .iter()
+            .filter(|e| e.attr("data-kind") == Some(kind))
+            .map(|e| {
+                let n = |k: &str| e.attr(k).unwrap().parse::<i64>().unwrap();
+                (n("data-start"), n("data-end"), e.value().unwrap())
+            })
+            .collect()
+    };
+    let lines_bars = bars("lines");
+    assert_eq!(lines_bars.len(), 60, "one-minute bars over the hour");
+    assert_eq!(lines_bars[0].0, T0 * 1000);
+    assert_eq!(
+        lines_bars.iter().map(|b| b.2).sum::<f64>(),
+        value("total-lines")
+    );
+    let errors = bars("error_lines");
+    assert_eq!(errors.iter().map(|b| b.2).sum::<f64>(), 600.0);
+    for (start, end, v) in errors.iter().filter(|b| b.2 > 0.0) {
+        assert!(
+            *start >= (T0 + 1200) * 1000 && *end <= (T0 + 1800) * 1000,
+            "{v} error lines in [{start}, {end})"
+        );
+    }
+    assert_eq!(errors.iter().filter(|b| b.2 == 60.0).count(), 10);
+
+    // Cost per day and model: gpt-4 on the one day (60 calls of 100
+    // tokens, one a minute, and the spike's 59 of 10,000 at 0.03 USD/1K).
+    let date = jiff::Timestamp::from_second(T0)
+        .unwrap()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let cell = dom
+        .els
+        .iter()
+        .find(|e| {
+            e.attr("data-date") == Some(date.as_str())
+                && e.attr("data-model") == Some("gpt-4")
+                && e.text.starts_with('$')
+        })
+        .unwrap_or_else(|| panic!("no cost cell for {date} gpt-4:\n{}", dom.html));
+    let cost = cell.value().unwrap();
+    assert!(
+        (cost - (60.0 * 0.003 + 59.0 * 0.3)).abs() < 1e-9,
+        "cost {cost}"
+    );
+    assert_eq!(value("total-cost"), cost);
+    assert!(
+        dom.html.contains("over budget"),
+        "the day passed its budget of 1 USD"
+    );
+
+    // Each alert's timeline row and table row equal the hand-worked times.
+    let rows: Vec<Fired> = dom
+        .els
+        .iter()
+        .filter(|e| e.attr("class") == Some("alert"))
+        .map(|e| {
+            let t = |k: &str| {
+                e.attr(k)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .map(|ms| ms / 1000 - T0)
+            };
+            Fired {
+                alertname: e.attr("data-alertname").unwrap().to_string(),
+                pending_since: t("data-pending-since").unwrap(),
+                firing_from: t("data-firing-from").unwrap(),
+                resolved_at: t("data-resolved-at"),
+            }
+        })
+        .collect();
+    let mut sorted = rows;
+    sorted.sort_by_key(|f| (f.firing_from, f.alertname.clone()));
+    assert_eq!(sorted, expected());
+    let spans = dom
+        .els
+        .iter()
+        .filter(|e| e.attr("class") == Some("firing") && e.attr("data-start").is_some())
+        .count();
+    assert_eq!(spans, 4, "one firing span per alert");
+    let pending = dom
+        .els
+        .iter()
+        .filter(|e| e.attr("class") == Some("pending") && e.attr("data-start").is_some())
+        .count();
+    assert_eq!(
+        pending, 2,
+        "HighErrorRate and SlowTool waited for their `for`"
+    );
+    assert!(
+        dom.html.contains("错误率 "),
+        "the rendered summary annotation"
+    );
+    screenshot(&s, &url, "backtest-report.png");
+}
+
+#[test]
+fn a_replay_without_rules_reports_lines_and_costs_and_report_needs_once() {
+    let s = Scratch::new();
+    write_logs(&s);
+    let p = pipeline(
+        &s,
+        "p.yaml",
+        &format!(
+            "data_dir: '{data}'
+api: {{enabled: false}}
+sources:
+  app:
+    type: file
+    include: ['{logs}/*.log*']
+    read_from: beginning
+    decode: {{codec: json, on_error: keep, timestamp: {{field: timestamp}}}}
+sinks:
+  metrics:
+    type: metrics
+    inputs: [app]
+    costs: {{when: {{field: event, equals: llm_call}}}}
+",
+            data = s.path("data").display(),
+            logs = s.path("logs").display(),
+        ),
+    );
+    let out = s
+        .weir(&["run", &p, "--once", "--report", "r.html"])
+        .output_within(RUN_LIMIT)
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let html = read(&s.path("r.html"));
+    let want = format!(
+        r#"id="total-lines" data-value="{}""#,
+        lines().len() + PLAIN.len()
+    );
+    assert!(html.contains(&want), "{want} not in:\n{html}");
+    assert!(html.contains(r#"id="total-error-lines" data-value="600""#));
+    assert!(html.contains(r#"id="alerts-empty""#), "no rules, no alerts");
+    assert!(html.contains(r#"data-model="gpt-4""#), "costs by model");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no alert table without rules"
+    );
+
+    // --report is for replays.
+    let out = s
+        .weir(&["run", &p, "--report", "r.html"])
+        .output_within(RUN_LIMIT)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
 }

@@ -168,6 +168,11 @@ fn run_against_hung(s: &Scratch, sink: fn(&str) -> String, stop: Stop) {
     // Let the source read the whole file and the checkpoint interval pass
     // many times while the request hangs.
     std::thread::sleep(Duration::from_secs(3));
+    // What was sent and not delivered shows as the checkpoint's lag.
+    let (_, _, exposition) = http_get(&w.api_address(), "/metrics");
+    let lag = metric(&exposition, r#"weir_checkpoint_lag_bytes{source="app"}"#).unwrap();
+    let read = metric(&exposition, r#"weir_bytes_read_total{source="app"}"#).unwrap();
+    assert!(lag > 0.0 && lag <= read, "lag {lag} of {read} bytes read");
     match stop {
         Stop::Term => {
             let asked = Instant::now();

@@ -30,10 +30,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::browser::*;
 use common::*;
 use serde_json::Value as Json;
 
@@ -51,85 +51,7 @@ const EXTRA_RULES: &str = r#"groups:
       description: "{{ $labels.source }}: {{ $value }} lines read & counting"
 "#;
 
-// ---- the browser ----
-
-fn skip_browser() -> bool {
-    std::env::var("WEIR_SKIP_BROWSER").is_ok_and(|v| v == "1")
-}
-
-/// Chromium, or a failure saying how to get it.
-fn chromium() -> PathBuf {
-    if let Ok(p) = std::env::var("WEIR_CHROMIUM") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "the live page test needs a browser and found none: install Debian's chromium \
-         (`apt-get install -y chromium`; scripts/test.sh does), set WEIR_CHROMIUM=/path/to/chromium, \
-         or set WEIR_SKIP_BROWSER=1 to skip the browser checks"
-    );
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments; its stdout.
-fn run_chromium(s: &Scratch, url: &str, extra: &[String]) -> String {
-    let bin = chromium();
-    let profile = s.path(&format!("chromium-profile-{}", extra.len()));
-    let mut cmd = Command::new(&bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--hide-scrollbars",
-        "--run-all-compositor-stages-before-draw",
-        "--virtual-time-budget=6000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap_or_else(|e| {
-        panic!(
-            "cannot start {} ({e}): install Debian's chromium, or set WEIR_SKIP_BROWSER=1 to skip the browser checks",
-            bin.display()
-        )
-    });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(Duration::from_secs(180)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            panic!("{} did not finish within 180 s on {url}", bin.display());
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{} failed on {url} ({}); stderr:\n{}",
-        bin.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+// ---- the browser (tests/common/browser.rs) ----
 
 /// Loads `url` and returns the DOM after the page's scripts ran.
 fn dump_dom(s: &Scratch, url: &str) -> Dom {
@@ -139,121 +61,6 @@ fn dump_dom(s: &Scratch, url: &str) -> Dom {
         "the page never finished a refresh; DOM:\n{html}"
     );
     Dom::parse(&html)
-}
-
-/// Saves a screenshot of `url`; prints and returns its path, and copies it
-/// to target/live-page.png.
-fn screenshot(s: &Scratch, url: &str, name: &str) -> PathBuf {
-    let path = s.path(name);
-    run_chromium(
-        s,
-        url,
-        &[
-            format!("--screenshot={}", path.display()),
-            "--window-size=1280,2000".to_string(),
-        ],
-    );
-    let png =
-        std::fs::read(&path).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", path.display()));
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(
-        png.len() > 20_000,
-        "a {}-byte screenshot is blank",
-        png.len()
-    );
-    println!("screenshot: {}", path.display());
-    // target/ is two levels above the binary (target/debug/weir).
-    if let Some(target) = Path::new(weir_bin()).parent().and_then(Path::parent) {
-        let copy = target.join(name);
-        if std::fs::copy(&path, &copy).is_ok() {
-            println!("screenshot copied to {}", copy.display());
-        }
-    }
-    path
-}
-
-// ---- reading the DOM ----
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", "\u{a0}")
-        .replace("&amp;", "&")
-}
-
-#[derive(Debug, Clone, Default)]
-struct El {
-    attrs: BTreeMap<String, String>,
-    /// The text up to the next tag.
-    text: String,
-}
-
-impl El {
-    fn attr(&self, k: &str) -> Option<&str> {
-        self.attrs.get(k).map(String::as_str)
-    }
-    fn value(&self) -> Option<f64> {
-        self.attr("data-value").map(|v| v.parse().unwrap())
-    }
-}
-
-/// The elements of a serialized DOM, as start tags with their attributes.
-struct Dom {
-    html: String,
-    els: Vec<El>,
-}
-
-impl Dom {
-    fn parse(html: &str) -> Dom {
-        let tag = regex::Regex::new(
-            r"<([a-zA-Z][a-zA-Z0-9]*)((?:\s+[^\s=>]+(?:=\x22[^\x22]*\x22)?)*)\s*/?>([^<]*)",
-        )
-        .unwrap();
-        let attr = regex::Regex::new(r#"([^\s=>]+)(?:="([^"]*)")?"#).unwrap();
-        let els = tag
-            .captures_iter(html)
-            .map(|c| El {
-                attrs: attr
-                    .captures_iter(&c[2])
-                    .map(|a| {
-                        (
-                            a[1].to_string(),
-                            unescape(a.get(2).map_or("", |m| m.as_str())),
-                        )
-                    })
-                    .collect(),
-                text: unescape(&c[3]),
-            })
-            .collect();
-        Dom {
-            html: html.to_string(),
-            els,
-        }
-    }
-
-    fn id(&self, id: &str) -> &El {
-        self.els
-            .iter()
-            .find(|e| e.attr("id") == Some(id))
-            .unwrap_or_else(|| panic!("no element #{id} in the page; DOM:\n{}", self.html))
-    }
-
-    fn try_id(&self, id: &str) -> Option<&El> {
-        self.els.iter().find(|e| e.attr("id") == Some(id))
-    }
-
-    fn body(&self) -> &El {
-        self.els
-            .iter()
-            .find(|e| e.attr("data-mode").is_some())
-            .expect("a body with data-mode")
-    }
-
-    fn with_attr<'a>(&'a self, k: &'a str) -> impl Iterator<Item = &'a El> + 'a {
-        self.els.iter().filter(move |e| e.attrs.contains_key(k))
-    }
 }
 
 // ---- expositions ----
@@ -443,6 +250,7 @@ fn check_live_dom(
         ("lines", "weir_lines_read_total"),
         ("bytes", "weir_bytes_read_total"),
         ("decode_errors", "weir_decode_errors_total"),
+        ("checkpoint_lag", "weir_checkpoint_lag_bytes"),
     ];
     for src in lines.keys() {
         for (field, metric) in per_source {
@@ -469,7 +277,6 @@ fn check_live_dom(
             let el = dom.id(&format!("sink-{sink}-{field}"));
             assert_eq!(el.value(), want, "sink {sink} {field}");
         }
-        assert_eq!(dom.id(&format!("sink-{sink}-checkpoint_lag")).text, "n/a");
     }
     assert_eq!(dom.id("sink-local-buffer_events").value(), Some(0.0));
 
@@ -480,7 +287,24 @@ fn check_live_dom(
     assert_eq!(day.attr("data-date"), Some(newest.as_str()));
     assert_eq!(day.value(), Some(*cost));
     assert_eq!(dom.id("cost-budget").value(), Some(250.0));
-    for (model, v) in sum_by(m, "llm_costs_total_usd", "model") {
+    // By model: the same day's figures.
+    let by_model: BTreeMap<String, f64> = m
+        .iter()
+        .filter(|(s, _)| {
+            name_of(s) == "llm_daily_model_costs_usd" && label(s, "date") == Some(newest.as_str())
+        })
+        .map(|(s, v)| (label(s, "model").unwrap().to_string(), *v))
+        .collect();
+    assert!(
+        !by_model.is_empty(),
+        "no llm_daily_model_costs_usd for {newest}"
+    );
+    let total: f64 = by_model.values().sum();
+    assert!(
+        (total - cost).abs() < 1e-9 * cost.max(1.0),
+        "{by_model:?} vs {cost}"
+    );
+    for (model, v) in by_model {
         assert_eq!(
             dom.id(&format!("cost-model-{model}")).value(),
             Some(v),

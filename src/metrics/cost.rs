@@ -4,6 +4,7 @@
 //! Derived series (the names the seed plan's dashboards and alert rules use):
 //! `llm_tokens_used_total{model,type}` (type = prompt | completion),
 //! `llm_costs_total_usd{model,provider}`, `llm_daily_costs_usd{date}`,
+//! `llm_daily_model_costs_usd{date,model}`,
 //! `llm_daily_budget_remaining_usd{date}` and `llm_daily_budget_usd`.
 //! A replay of last week's logs books last week's days; days older than
 //! `keep_days` before the newest day seen are dropped. A model missing from
@@ -112,6 +113,10 @@ pub struct Costs {
     tokens: FamilyId,
     cost: FamilyId,
     daily: FamilyId,
+    /// The day's cost by model: what the live page and the back-test
+    /// report break the budget down by (`llm_daily_costs_usd` keeps the
+    /// plan's shape, one series per day, for its `> 100` rule).
+    daily_by_model: FamilyId,
     remaining: FamilyId,
     budget_family: FamilyId,
     /// Day number (days since the epoch, in the zone) → date text.
@@ -194,6 +199,13 @@ impl CostConfig {
                 "LLM cost in USD booked to each day of the events' own time.",
                 Kind::Gauge,
                 &["date"],
+            )?,
+            daily_by_model: fam(
+                store,
+                "llm_daily_model_costs_usd",
+                "LLM cost in USD booked to each day of the events' own time, by model.",
+                Kind::Gauge,
+                &["date", "model"],
             )?,
             remaining: fam(
                 store,
@@ -330,6 +342,8 @@ impl Costs {
         let (day, date) = self.day(event.time);
         let s = store.series(self.daily, &[&date], key);
         store.add(self.daily, s, cost);
+        let m = store.series(self.daily_by_model, &[&date, &model], key);
+        store.add(self.daily_by_model, m, cost);
         if let Some(budget) = self.budget {
             let spent = store.get(self.daily, s);
             let r = store.series(self.remaining, &[&date], key);
@@ -377,6 +391,7 @@ impl Costs {
             })
         };
         store.retain(self.daily, keep);
+        store.retain(self.daily_by_model, keep);
         store.retain(self.remaining, keep);
     }
 }

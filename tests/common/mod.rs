@@ -2,6 +2,7 @@
 //! scratch directory, talking HTTP to its API, reading what its sinks wrote.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod receivers;
 
 use std::io::{BufRead, BufReader, Read, Write};

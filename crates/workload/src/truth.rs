@@ -93,8 +93,9 @@ const EXT_ERRORS: usize = 13;
 const LLM_TOKENS: usize = 14;
 const LLM_COSTS: usize = 15;
 const LLM_DAILY_COSTS: usize = 16;
+const LLM_DAILY_MODEL_COSTS: usize = 17;
 
-const FAMILIES: [(&str, Kind, &[&str]); 17] = [
+const FAMILIES: [(&str, Kind, &[&str]); 18] = [
     (
         "fastapi_requests_total",
         Kind::Scalar,
@@ -152,6 +153,11 @@ const FAMILIES: [(&str, Kind, &[&str]); 17] = [
     ("llm_tokens_used_total", Kind::Scalar, &["model", "type"]),
     ("llm_costs_total_usd", Kind::Scalar, &["model", "provider"]),
     ("llm_daily_costs_usd", Kind::Scalar, &["date"]),
+    (
+        "llm_daily_model_costs_usd",
+        Kind::Scalar,
+        &["date", "model"],
+    ),
 ];
 
 /// The samples the `metrics` sink of `pipelines/feynman.yaml` should expose for
@@ -351,6 +357,7 @@ impl Truth {
         };
         self.add(LLM_COSTS, &[model, provider], cost);
         self.add(LLM_DAILY_COSTS, &[date], cost);
+        self.add(LLM_DAILY_MODEL_COSTS, &[date, model], cost);
         self.llm_seen = true;
     }
 

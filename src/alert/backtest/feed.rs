@@ -72,6 +72,13 @@ impl Feed<'_> {
             self.derived.apply(std::slice::from_ref(&batch.events[i]));
         }
         if !untimed.is_empty() {
+            if self.bt.reporting() {
+                let errors = untimed
+                    .iter()
+                    .filter(|&&i| crate::report::is_error(&batch.events[i]))
+                    .count();
+                self.bt.report_untimed(untimed.len() as u64, errors as u64);
+            }
             self.bt.counted(untimed.len() as u64);
         }
         self.held.push_back(Held { batch, left });
@@ -134,7 +141,16 @@ impl Feed<'_> {
             return 0;
         };
         let held = &mut self.held[(number - self.first) as usize];
-        self.derived.apply(&held.batch.events[start..end]);
+        let events = &held.batch.events[start..end];
+        self.derived.apply(events);
+        if self.bt.reporting() {
+            let groups = crate::report::by_slot(
+                events
+                    .iter()
+                    .map(|e| (e.time.div_euclid(1_000_000), crate::report::is_error(e))),
+            );
+            self.bt.report_counted(&groups);
+        }
         held.left -= end - start;
         (end - start) as u64
     }

@@ -98,6 +98,8 @@ struct Inner {
     lines: u64,
     /// Due alerts not yet handed to the notifiers (`--notify`).
     to_notify: Vec<NotifyAlert>,
+    /// What `--report` shows, when asked for.
+    report: Option<crate::report::Timeline>,
 }
 
 /// A back-test in progress; the metrics sink drives it (see [`feed`]).
@@ -108,6 +110,9 @@ pub struct Backtest {
     claimed: AtomicBool,
     opts: Options,
     out: PathBuf,
+    /// How many alerting rules run.
+    rules: usize,
+    reporting: bool,
 }
 
 impl Backtest {
@@ -149,12 +154,59 @@ impl Backtest {
                 last_progress: Instant::now(),
                 lines: 0,
                 to_notify: Vec::new(),
+                report: None,
             }),
             claimed: AtomicBool::new(false),
             wanted: all_named.then_some(names),
             opts,
             out: out_dir.join("backtest").join("alerts.ndjson"),
+            rules: alerting
+                .groups
+                .iter()
+                .flat_map(|g| &g.group.rules)
+                .filter(|r| matches!(r.kind, RuleKind::Alerting(_)))
+                .count(),
+            reporting: false,
         }
+    }
+
+    /// Also gathers what `--report` shows; decode errors are read from
+    /// `registry`.
+    pub fn with_report(mut self, registry: crate::telemetry::Registry) -> Backtest {
+        self.lock().report = Some(crate::report::Timeline::new(registry));
+        self.reporting = true;
+        self
+    }
+
+    /// Whether a report is gathered (the feed then counts error lines).
+    pub fn reporting(&self) -> bool {
+        self.reporting
+    }
+
+    /// For the report: lines counted at their own time, grouped by
+    /// [`crate::report::by_slot`].
+    pub fn report_counted(&self, groups: &[(i64, u64, u64)]) {
+        if let Some(r) = self.lock().report.as_mut() {
+            r.count(groups);
+        }
+    }
+
+    /// For the report: `lines` without a time of their own (`errors` of
+    /// them errors), counted at the current step.
+    pub fn report_untimed(&self, lines: u64, errors: u64) {
+        if let Some(r) = self.lock().report.as_mut() {
+            r.count_now(lines, errors);
+        }
+    }
+
+    /// Writes the report to `path` (after [`Backtest::finish`]).
+    pub fn write_report(&self, path: &Path, mut meta: crate::report::Meta) -> std::io::Result<()> {
+        let st = self.lock();
+        let Some(r) = &st.report else {
+            return Err(std::io::Error::other("no report was gathered"));
+        };
+        meta.rules = self.rules;
+        crate::report::write(path, r, &st.records, &meta)
     }
 
     /// Whether a metrics sink drove this back-test.
@@ -168,7 +220,8 @@ impl Backtest {
         let Some(w) = &self.wanted else {
             return true;
         };
-        w.contains(family)
+        (self.reporting && crate::report::Timeline::wants(family))
+            || w.contains(family)
             || ["_bucket", "_sum", "_count"]
                 .iter()
                 .any(|s| w.contains(&format!("{family}{s}")))
@@ -243,6 +296,9 @@ impl Backtest {
                 st.step(next, sample, &self.opts);
             }
         }
+        if let Some(r) = st.report.as_mut() {
+            r.close();
+        }
         write_records(&self.out, &st.records)?;
         Ok(self.out.clone())
     }
@@ -295,11 +351,15 @@ impl Inner {
     /// The scrape and the evaluations due at `t`, in that order.
     fn step(&mut self, t: i64, sample: &dyn Fn(&mut Snapshot), opts: &Options) {
         if self.next_scrape == Some(t) {
+            let refreshed = self.changed;
             if self.changed {
                 sample(&mut self.snapshot);
                 self.changed = false;
             }
             self.history.ingest(&self.snapshot.samples, t);
+            if let Some(r) = self.report.as_mut() {
+                r.scrape(t, refreshed.then_some(&self.snapshot.samples[..]));
+            }
             self.next_scrape = Some(t + self.scrape_ms);
         }
         self.now = Some(t);

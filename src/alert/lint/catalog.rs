@@ -115,6 +115,7 @@ pub const SELF_METRICS: &[(&str, bool, &[&str])] = &[
     ("weir_file_copies_followed_total", true, &["source"]),
     ("weir_file_errors_total", true, &["source"]),
     ("weir_checkpoint_errors_total", true, &["source"]),
+    ("weir_checkpoint_lag_bytes", false, &["source"]),
     ("weir_files_skipped_total", true, &["source", "reason"]),
     ("weir_events_discarded_total", true, &["transform"]),
     ("weir_events_out_total", true, &["sink"]),

@@ -68,6 +68,24 @@ pub struct AlertingConfig {
     pub notify: Vec<NotifierConfig>,
 }
 
+impl Default for AlertingConfig {
+    /// What an empty `alerting: {}` section means.
+    fn default() -> Self {
+        AlertingConfig {
+            rule_files: Vec::new(),
+            evaluation_interval: default_interval(),
+            scrape_interval: None,
+            retention: None,
+            max_series: default_max_series(),
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+            resend_delay: default_resend_delay(),
+            restore_grace_period: default_restore_grace(),
+            notify: Vec::new(),
+        }
+    }
+}
+
 fn default_restore_grace() -> Dur {
     Dur(Duration::from_secs(300))
 }

@@ -67,6 +67,18 @@ pub struct Alerting {
 }
 
 impl Alerting {
+    /// No rules, scraping every 15 s (Prometheus' usual interval): what a
+    /// back-test report of a pipeline without `alerting:` runs on.
+    pub fn without_rules() -> Alerting {
+        Alerting {
+            config: AlertingConfig {
+                evaluation_interval: crate::config::units::Dur(std::time::Duration::from_secs(15)),
+                ..AlertingConfig::default()
+            },
+            groups: Vec::new(),
+        }
+    }
+
     /// Loads the rule files of `config`; `base` is the pipeline file's
     /// directory. Every problem is one message.
     pub fn load(config: AlertingConfig, base: Option<&Path>) -> Result<Alerting, Vec<LoadError>> {

@@ -123,6 +123,8 @@
       { f: "bytes", h: "bytes read", q: "sum by (source) (weir_bytes_read_total)", fmt: fmtBytes, metric: "weir_bytes_read_total" },
       { f: "decode_errors", h: "decode errors", q: "sum by (source) (weir_decode_errors_total)", fmt: fmtInt, metric: "weir_decode_errors_total" },
       { f: "decode_errors_rate", h: "decode errors/s", q: `sum by (source) (rate(weir_decode_errors_total[${w}]))`, fmt: fmtRate, rateOf: "weir_decode_errors_total" },
+      { f: "checkpoint_lag", h: "checkpoint lag", q: "sum by (source) (weir_checkpoint_lag_bytes)", fmt: fmtBytes, metric: "weir_checkpoint_lag_bytes",
+        title: "bytes read that not every sink has delivered (or written to its disk buffer) yet; file sources only" },
     ];
   }
   function sinkFields(w) {
@@ -140,7 +142,9 @@
   const COST = {
     day: "llm_daily_costs_usd",
     budget: "llm_daily_budget_usd",
-    models: "sum by (model) (llm_costs_total_usd)",
+    models: "llm_daily_model_costs_usd",
+    // One model's figure on one day, as each cell names its query.
+    model: (date, m) => `sum by (model) (llm_daily_model_costs_usd{date="${date}",model="${m}"})`,
   };
   function chartDefs(w) {
     return [
@@ -167,7 +171,7 @@
     if (names.length === 0) {
       return [h("tr", {}, h("td", { class: "empty" }, `no ${kind} metrics yet`))];
     }
-    const head = h("tr", {}, h("th", {}, label), fields.map((f) => h("th", {}, f.h)),
+    const head = h("tr", {}, h("th", {}, label), fields.map((f) => h("th", { title: f.title || null }, f.h)),
       extra ? h("th", {}, extra.h) : null);
     const body = names.map((n) => h("tr", { "data-name": n },
       h("td", {}, n),
@@ -312,7 +316,7 @@
     const names = [...models.keys()].sort();
     if (names.length) {
       out.push(h("h3", {}, "By model", h("small", {},
-        "llm_costs_total_usd since weir started (weir keeps no per-model daily figure); bars against the daily budget")));
+        "the same day's cost of each model (llm_daily_model_costs_usd); bars against the daily budget")));
       for (const m of names) {
         const v = Number(models.get(m));
         const share = budget > 0 ? v / budget : 0;
@@ -321,7 +325,7 @@
         out.push(h("div", { class: "costline", "data-name": m },
           h("span", {}, m),
           h("b", { id: `cost-model-${slug(m)}`, "data-value": models.get(m),
-            "data-query": source === "query_api" ? COST.models : null }, fmtUsd(v)),
+            "data-query": source === "query_api" ? COST.model(day.date, m) : null }, fmtUsd(v)),
           bar));
       }
     }
@@ -411,8 +415,7 @@
     $("summary").replaceChildren(...sv.cards);
     $("top-tools").replaceChildren(sv.tools);
     $("sources").replaceChildren(...table("src", "source", src, rowsOf(src, srcRes)));
-    $("sinks").replaceChildren(...table("sink", "sink", snk, rowsOf(snk, snkRes),
-      { f: "checkpoint_lag", h: "checkpoint lag", title: "not exported by weir" }));
+    $("sinks").replaceChildren(...table("sink", "sink", snk, rowsOf(snk, snkRes)));
     $("charts").replaceChildren(...charts.map((c, i) => {
       const series = [];
       c.qs.forEach((q, j) => {
@@ -424,7 +427,9 @@
     }));
     const day = newestDay(costRes[0].map((s) => [s.metric.date || "", s.value[1]]));
     const budget = costRes[1].length ? costRes[1][0].value[1] : null;
-    $("cost").replaceChildren(...costView(day, budget, byLabel(costRes[2], "model"), "query_api"));
+    const models = new Map(costRes[2].filter((s) => day && s.metric.date === day.date)
+      .map((s) => [s.metric.model || "", s.value[1]]));
+    $("cost").replaceChildren(...costView(day, budget, models, "query_api"));
     $("alerts").replaceChildren(...alertsView(alertData.alerts, rules));
     $("summary-section").hidden = false;
     setStatus("query API", `values as the rules see them, at ${fmtTime(end)} · rates over ${w}` +
@@ -495,15 +500,16 @@
       "/api/summary needs an alerting: section"));
     $("top-tools").replaceChildren();
     $("sources").replaceChildren(...table("src", "source", src, srcRows));
-    $("sinks").replaceChildren(...table("sink", "sink", snk, snkRows,
-      { f: "checkpoint_lag", h: "checkpoint lag", title: "not exported by weir" }));
+    $("sinks").replaceChildren(...table("sink", "sink", snk, snkRows));
     $("charts").replaceChildren(h("p", { class: "empty", id: "charts-unavailable" },
       "charts need the rule history of an alerting: section"));
     const days = samples.filter((s) => s.name === "llm_daily_costs_usd")
       .map((s) => [s.labels.date || "", String(s.value)]);
     const budget = samples.find((s) => s.name === "llm_daily_budget_usd");
-    const models = new Map([...sumBy(samples, "llm_costs_total_usd", "model")].map(([k, v]) => [k, String(v)]));
-    $("cost").replaceChildren(...costView(newestDay(days), budget ? String(budget.value) : null, models, "metrics"));
+    const day = newestDay(days);
+    const models = new Map(samples.filter((s) => s.name === "llm_daily_model_costs_usd" && day && s.labels.date === day.date)
+      .map((s) => [s.labels.model || "", String(s.value)]));
+    $("cost").replaceChildren(...costView(day, budget ? String(budget.value) : null, models, "metrics"));
     $("alerts").replaceChildren(h("p", { class: "empty", id: "alerts-unavailable" },
       "no alert rules: the pipeline has no alerting: section"));
     setStatus("/metrics only", `fallback, read at ${fmtTime(now)} · refreshed every ${REFRESH_MS / 1000} s`);

@@ -155,6 +155,7 @@ struct FileMetrics {
     copies_followed: Counter,
     errors: Counter,
     checkpoint_errors: Counter,
+    checkpoint_lag: Gauge,
     not_a_file: Counter,
 }
 
@@ -187,6 +188,11 @@ impl FileMetrics {
             checkpoint_errors: r.counter(
                 "weir_checkpoint_errors_total",
                 "Checkpoint files that could not be read or written.",
+                &src,
+            ),
+            checkpoint_lag: r.gauge(
+                "weir_checkpoint_lag_bytes",
+                "Bytes read and sent that not every sink has delivered (or written to its disk buffer) yet: how far the checkpoints are behind reading.",
                 &src,
             ),
             not_a_file: r.counter(
@@ -288,7 +294,12 @@ fn check(cx: &mut CheckCx<'_>) -> Option<Arc<dyn SourceSpec>> {
 pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), String> {
     let lines = LineDecoder::new(&cfg.decode, &ctx)?;
     let metrics = FileMetrics::new(&ctx);
-    let mut progress = Progress::start(&cfg, &ctx, metrics.checkpoint_errors.clone());
+    let mut progress = Progress::start(
+        &cfg,
+        &ctx,
+        metrics.checkpoint_errors.clone(),
+        metrics.checkpoint_lag.clone(),
+    );
     let mut wake = watch::Wakeup::new();
     progress.wake_with(wake.waker());
     let mut t = Tailer {

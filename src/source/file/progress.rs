@@ -28,7 +28,7 @@ use crate::shutdown::Shutdown;
 use crate::source::SourceContext;
 use crate::source::checkpoint::{Checkpoints, Entry, Saver, write_atomic};
 use crate::source::fingerprint::Fingerprint;
-use crate::telemetry::Counter;
+use crate::telemetry::{Counter, Gauge};
 
 /// Now, in Unix seconds, as checkpoints record it.
 pub(super) fn unix_now() -> i64 {
@@ -62,6 +62,8 @@ pub(super) struct Progress {
     last_checkpoint: Instant,
     /// `weir_checkpoint_errors_total`.
     errors: Counter,
+    /// `weir_checkpoint_lag_bytes`, refreshed with every checkpoint round.
+    lag: Gauge,
     /// Wakes the source's idle wait when a batch is settled.
     waker: Option<crate::ack::Waker>,
     /// Problems already reported, so each is logged once.
@@ -72,7 +74,12 @@ impl Progress {
     /// Loads the source's checkpoints (unless `ignore_checkpoints`); a
     /// checkpoint file that cannot be read is reported and counted in
     /// `errors`.
-    pub(super) fn start(cfg: &FileConfig, ctx: &SourceContext, errors: Counter) -> Progress {
+    pub(super) fn start(
+        cfg: &FileConfig,
+        ctx: &SourceContext,
+        errors: Counter,
+        lag: Gauge,
+    ) -> Progress {
         let checkpoints = if cfg.ignore_checkpoints {
             None
         } else {
@@ -117,6 +124,7 @@ impl Progress {
             interval: cfg.checkpoint_interval.0,
             last_checkpoint: Instant::now(),
             errors,
+            lag,
             waker: None,
             warned: HashSet::new(),
         }
@@ -186,10 +194,23 @@ impl Progress {
     /// `Err` once nothing more may be sent.
     pub(super) fn ack(&mut self, stream: StreamId, end: u64) -> Result<Ack, Closed> {
         let token = self.tracker.sent(stream, end);
+        self.refresh_lag();
         let Some(tx) = self.ack_tx.clone() else {
             return Err(Closed);
         };
         Ok(Ack::waking(token, tx, self.waker.clone()))
+    }
+
+    /// `weir_checkpoint_lag_bytes`: what was sent and is not delivered yet.
+    /// Refreshed as batches are sent (a source blocked on a full channel
+    /// shows what it handed over) and with every checkpoint round.
+    fn refresh_lag(&self) {
+        let lag: u64 = self
+            .streams
+            .keys()
+            .map(|s| self.tracker.unsettled_bytes(*s))
+            .sum();
+        self.lag.set(lag as i64);
     }
 
     /// Whether batches are still in flight or settled ones not yet saved.
@@ -283,6 +304,7 @@ impl Progress {
             self.streams.remove(&s);
             self.tracker.close(s);
         }
+        self.refresh_lag();
         let Some(cp) = self.checkpoints.as_mut() else {
             return;
         };
