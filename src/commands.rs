@@ -255,6 +255,58 @@ pub fn export_rules(
     ExitCode::SUCCESS
 }
 
+/// `weir dashboards export`: Grafana dashboard files for the pipeline's
+/// derived metrics and weir's own, written under `output` (default
+/// `./dashboards`); the paths written on standard output, what was left
+/// out on standard error.
+pub fn export_dashboards(
+    pipeline: Option<&Path>,
+    output: Option<&Path>,
+    datasource: Option<&str>,
+) -> ExitCode {
+    let p = match load(pipeline) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            if let Some(path) = pipeline.filter(|p| !p.exists()) {
+                eprintln!(
+                    "error: no pipeline file {}: name an existing one with --pipeline PATH, or leave --pipeline out for the embedded feynman.yaml",
+                    path.display()
+                );
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let opts = crate::dashboards::Options {
+        datasource: datasource.map(str::to_string),
+    };
+    let export = match crate::dashboards::export(&p, &opts) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for n in &export.notes {
+        eprintln!("note: {n}");
+    }
+    let dir = output.unwrap_or(Path::new("dashboards"));
+    match export.write(dir) {
+        Ok(paths) => {
+            for path in paths {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write to {}: {e}", dir.display());
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 /// Options of `weir backtest`.
 #[derive(Debug, Clone, Default)]
 pub struct BacktestCommand {

@@ -18,6 +18,8 @@
 //!   the shared [`http`] target.
 //! - [`alert`] evaluates PromQL (Prometheus 2.42 semantics) for alert
 //!   rules; not wired into pipelines yet.
+//! - [`dashboards`] writes Grafana dashboards for what a pipeline derives
+//!   (`weir dashboards export`).
 //! - [`telemetry`] holds weir's own counters, served by [`api`] with the
 //!   derived metrics; [`tap`] shows the events leaving a component of a
 //!   running weir (`weir tap`), and [`top`] its throughput (`weir top`),
@@ -34,6 +36,7 @@ pub mod cli_docs;
 pub mod commands;
 pub mod component;
 pub mod config;
+pub mod dashboards;
 pub mod decode;
 pub mod event;
 pub mod fanout;

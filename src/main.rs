@@ -99,6 +99,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Grafana dashboards for what the pipeline derives.
+    Dashboards {
+        #[command(subcommand)]
+        command: DashboardsCommand,
+    },
     /// Stream the events leaving components of a running weir, as JSON
     /// lines, over its local API.
     Tap(weir::tap::client::TapArgs),
@@ -168,6 +173,30 @@ enum RulesCommand {
         /// Loki: the LogQL stream selector (default: the Loki sink's fixed labels).
         #[arg(long)]
         selector: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DashboardsCommand {
+    /// Write Grafana dashboards (system overview, business, weir's own
+    /// health) as JSON that Grafana's Dashboards → Import takes as it is.
+    ///
+    /// Panels read the metric and label names the pipeline's metrics sinks
+    /// derive; a panel whose metrics are not derived is left out and named
+    /// on standard error. The paths written are printed on standard output.
+    /// The data source may be a Prometheus scraping weir, or weir itself
+    /// (its query API on the pipeline's api address when alerting is set).
+    Export {
+        /// Pipeline YAML file (default: the embedded feynman.yaml).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Output directory (default: ./dashboards).
+        #[arg(long, short, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Write this fixed data source uid instead of an import input
+        /// (`${DS_PROMETHEUS}`), for Grafana's file provisioning.
+        #[arg(long, value_name = "NAME")]
+        datasource: Option<String>,
     },
 }
 
@@ -252,6 +281,18 @@ fn main() -> ExitCode {
             pipeline.as_deref(),
             output.as_deref(),
             selector.as_deref(),
+        ),
+        Command::Dashboards {
+            command:
+                DashboardsCommand::Export {
+                    pipeline,
+                    output,
+                    datasource,
+                },
+        } => commands::export_dashboards(
+            pipeline.as_deref(),
+            output.as_deref(),
+            datasource.as_deref(),
         ),
         Command::Tap(args) => weir::tap::client::run(args),
         Command::Top(args) => weir::top::run(args),
