@@ -406,9 +406,12 @@ fn a_flood_of_llm_models_stays_within_max_series() {
         1,
         "{stderr}"
     );
+    // Costs, tokens, and the day's cost by model.
     assert_eq!(
         stderr.matches("metric reached max_series").count(),
-        2,
+        3,
         "{stderr}"
     );
+    let by_model = series("llm_daily_model_costs_usd");
+    assert!(by_model.len() <= MAX + 1, "{} series", by_model.len());
 }

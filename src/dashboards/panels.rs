@@ -375,6 +375,19 @@ fn cost_panels(
         }
         wide.push(p);
     }
+    if let Some(f) = d.named("llm_daily_model_costs_usd") {
+        wide.push(
+            Panel::new("bargauge", "LLM cost per day and model", "currencyUSD")
+                .q(
+                    format!("sum by (date, model) ({})", f.name),
+                    "{{date}} {{model}}",
+                )
+                .about(format!(
+                    "Each day's cost split by model, the last {} days ({}).",
+                    costs.keep_days, costs.timezone
+                )),
+        );
+    }
     match (budget, d.named("llm_daily_budget_usd")) {
         (Some(_), Some(f)) => stats.push(
             Panel::new("stat", "Daily LLM budget", "currencyUSD")

@@ -703,6 +703,8 @@ llm_costs_total_usd{model=\"glm-4-flash\",provider=\"zhipu\"} 0
 llm_costs_total_usd{model=\"gpt-4o\",provider=\"openai\"} 0.034999999999999996
 llm_daily_costs_usd{date=\"2026-11-25\"} 0.034999999999999996
 llm_daily_budget_remaining_usd{date=\"2026-11-25\"} 99.965
+llm_daily_model_costs_usd{date=\"2026-11-25\",model=\"glm-4-flash\"} 0
+llm_daily_model_costs_usd{date=\"2026-11-25\",model=\"gpt-4o\"} 0.034999999999999996
 llm_daily_budget_usd 100
 ";
         // 0.005 + 0.03 is not 0.035 in f64; 100 - it rounds back to 99.965.
@@ -993,6 +995,8 @@ llm_daily_budget_usd 100
                     let ts = o["timestamp"].as_str().unwrap();
                     assert!(ts.ends_with("+00:00"));
                     *daily.entry(ts[..10].to_string()).or_insert(0.0) += cost;
+                    let l = pairs(&[("date", &ts[..10]), ("model", model)]);
+                    add(&mut out, "llm_daily_model_costs_usd", l, cost);
                 }
                 _ => {}
             }
