@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+mod bulk;
 pub mod config;
 
 use super::dead_letter::DeadLetter;
@@ -31,15 +32,9 @@ use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
 use crate::template::{Template, TemplateConfig};
+use bulk::{Bulk, Id};
 pub use config::{DataStreamConfig, ElasticsearchConfig, EsCompression, Mode};
 use config::{IdRule, default_ns, generic, logs};
-
-struct Doc {
-    action: String,
-    source: String,
-    index: String,
-    id: Option<String>,
-}
 
 struct EsMetrics {
     outcomes: CounterFamily,
@@ -63,7 +58,14 @@ pub struct ElasticsearchSink {
     id_rule: IdRule,
     index_has_fields: Option<Template>,
     index_cache: Option<(i64, String)>,
-    pending: Vec<Doc>,
+    /// The data stream's name, in data-stream mode.
+    stream_index: Option<String>,
+    /// The batch being built.
+    bulk: Bulk,
+    /// The last second formatted for `@timestamp`.
+    ts_cache: Option<(i64, [u8; 19])>,
+    /// For rendering templated ids.
+    scratch: String,
     dead_letter: DeadLetter,
     metrics: EsMetrics,
 }
@@ -101,7 +103,17 @@ impl ElasticsearchSink {
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
             index_cache: None,
-            pending: Vec::new(),
+            stream_index: (cfg.mode == Mode::DataStream).then(|| {
+                let ds = cfg.data_stream.clone().unwrap_or(DataStreamConfig {
+                    r#type: logs(),
+                    dataset: generic(),
+                    namespace: default_ns(),
+                });
+                format!("{}-{}-{}", ds.r#type, ds.dataset, ds.namespace)
+            }),
+            bulk: Bulk::new(cfg.compression == EsCompression::Gzip),
+            ts_cache: None,
+            scratch: String::new(),
             dead_letter: DeadLetter::new(data_dir, sink, registry),
             metrics: EsMetrics {
                 outcomes: CounterFamily::new(
@@ -139,60 +151,53 @@ impl ElasticsearchSink {
         self.cfg.retry
     }
 
-    fn index_for(&mut self, event: &Event) -> String {
-        if self.cfg.mode == Mode::DataStream {
-            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig {
-                r#type: logs(),
-                dataset: generic(),
-                namespace: default_ns(),
-            });
-            return format!("{}-{}-{}", ds.r#type, ds.dataset, ds.namespace);
+    /// The number, in this batch, of the index `event` goes to.
+    fn index_slot(&mut self, event: &Event) -> usize {
+        if let Some(name) = &self.stream_index {
+            return self.bulk.index_slot(name);
         }
-        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time))
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .to_zoned(jiff::tz::TimeZone::UTC);
+        let ts = || {
+            jiff::Timestamp::from_nanosecond(i128::from(event.time))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+        };
         if let Some(t) = &self.index_has_fields {
             let mut raw = String::new();
             t.render(event, &mut raw);
-            return jiff::fmt::strtime::format(&raw, &ts)
+            let name = jiff::fmt::strtime::format(&raw, &ts())
                 .unwrap_or(raw)
                 .to_lowercase();
+            return self.bulk.index_slot(&name);
         }
         // One name per UTC hour at most: cache by hour.
         let hour = event.time.div_euclid(3_600_000_000_000);
-        if let Some((h, name)) = &self.index_cache
-            && *h == hour
-        {
-            return name.clone();
+        if self.index_cache.as_ref().is_none_or(|(h, _)| *h != hour) {
+            let name = jiff::fmt::strtime::format(&self.cfg.index, &ts())
+                .unwrap_or_else(|_| self.cfg.index.clone());
+            self.index_cache = Some((hour, name));
         }
-        let name = jiff::fmt::strtime::format(&self.cfg.index, &ts)
-            .unwrap_or_else(|_| self.cfg.index.clone());
-        self.index_cache = Some((hour, name.clone()));
-        name
+        let (_, name) = self.index_cache.as_ref().expect("set above");
+        self.bulk.index_slot(name)
     }
 
-    /// The document: the event, renamed as configured, with `@timestamp`.
-    fn document(&self, event: &Event) -> String {
-        let ts = jiff::Timestamp::from_nanosecond(i128::from(event.time))
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .to_string();
+    /// Writes the document: the event, renamed as configured, with
+    /// `@timestamp` first (and `data_stream` last in data-stream mode).
+    fn write_document(&mut self, event: &Event) {
         let touches = event.get("@timestamp").is_some()
             || event.get("data_stream").is_some()
             || self.cfg.renames.keys().any(|k| event.get(k).is_some());
-        let mut buf = Vec::with_capacity(event.line().len() + 48);
+        let cfg = &self.cfg;
+        let ts_cache = &mut self.ts_cache;
+        let buf = self.bulk.buf();
+        buf.extend_from_slice(b"{\"@timestamp\":\"");
+        bulk::write_timestamp(buf, event.time, ts_cache);
+        buf.push(b'"');
+        let brace = buf.len();
         if !touches {
-            buf.extend_from_slice(b"{\"@timestamp\":");
-            crate::event::write_json_str(&mut buf, &ts);
-            let mut body = Vec::with_capacity(event.line().len());
-            event.write_json(&mut body);
-            let inner = body.strip_prefix(b"{").unwrap_or(&body);
-            if inner.iter().any(|b| !b.is_ascii_whitespace() && *b != b'}') {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(inner);
+            event.write_json(buf);
         } else {
             let mut e = event.clone();
-            for (from, to) in &self.cfg.renames {
+            for (from, to) in &cfg.renames {
                 let value = e.get(from).map(|v| match v {
                     crate::event::FieldRef::Json(raw) => {
                         serde_json::from_str(raw).unwrap_or(serde_json::Value::Null)
@@ -206,21 +211,25 @@ impl ElasticsearchSink {
                 }
             }
             e.remove("@timestamp");
-            if self.cfg.mode == Mode::DataStream {
+            if cfg.mode == Mode::DataStream {
                 e.remove("data_stream");
             }
-            buf.extend_from_slice(b"{\"@timestamp\":");
-            crate::event::write_json_str(&mut buf, &ts);
-            let mut body = Vec::new();
-            e.write_json(&mut body);
-            let inner = &body[1..];
-            if inner != b"}" {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(inner);
+            e.write_json(buf);
         }
-        if self.cfg.mode == Mode::DataStream {
-            let ds = self.cfg.data_stream.clone().unwrap_or(DataStreamConfig {
+        // The event's own `{` becomes the comma after `@timestamp`, unless
+        // it has no field at all.
+        let empty = buf[brace..]
+            .iter()
+            .skip(1)
+            .all(|b| b.is_ascii_whitespace() || *b == b'}');
+        if empty {
+            buf.truncate(brace);
+            buf.push(b'}');
+        } else if buf.get(brace) == Some(&b'{') {
+            buf[brace] = b',';
+        }
+        if cfg.mode == Mode::DataStream {
+            let ds = cfg.data_stream.clone().unwrap_or(DataStreamConfig {
                 r#type: logs(),
                 dataset: generic(),
                 namespace: default_ns(),
@@ -232,12 +241,11 @@ impl ElasticsearchSink {
                 ds.r#type, ds.dataset, ds.namespace
             );
         }
-        String::from_utf8(buf).unwrap_or_default()
     }
 
     fn dead_letter_record(
         &self,
-        d: &Doc,
+        i: usize,
         status: u64,
         kind: &str,
         reason: &str,
@@ -252,13 +260,14 @@ impl ElasticsearchSink {
             "destination".into(),
             self.target.shown_url().to_string().into(),
         );
-        m.insert("index".into(), d.index.clone().into());
-        if let Some(id) = &d.id {
-            m.insert("id".into(), id.clone().into());
+        m.insert("index".into(), self.bulk.index(i).into());
+        if let Some(id) = self.bulk.id(i) {
+            m.insert("id".into(), id.into());
         }
+        let source = self.bulk.document(i);
         m.insert(
             "document".into(),
-            serde_json::from_str(&d.source).unwrap_or(serde_json::Value::String(d.source.clone())),
+            serde_json::from_str(source).unwrap_or(serde_json::Value::String(source.to_string())),
         );
         m
     }
@@ -269,16 +278,14 @@ impl ElasticsearchSink {
         status: u64,
         reason: &str,
     ) -> Result<(), DeliveryError> {
-        let records: Vec<_> = self
-            .pending
-            .iter()
-            .map(|d| self.dead_letter_record(d, status, class, reason))
+        let records: Vec<_> = (0..self.bulk.len())
+            .map(|i| self.dead_letter_record(i, status, class, reason))
             .collect();
         self.dead_letter
             .write(class, &records)
             .map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
         self.metrics.outcome("dead_lettered", records.len() as u64);
-        self.pending.clear();
+        self.bulk.clear();
         Ok(())
     }
 
@@ -290,19 +297,18 @@ impl ElasticsearchSink {
                 "the bulk answer has no `items`".to_string(),
             ));
         };
-        if items.len() != self.pending.len() {
+        if items.len() != self.bulk.len() {
             return Err(DeliveryError::from(format!(
                 "the bulk answer has {} items for {} documents",
                 items.len(),
-                self.pending.len()
+                self.bulk.len()
             )));
         }
-        let mut keep = Vec::new();
+        let mut keep = vec![false; items.len()];
         let mut refused: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>> =
             BTreeMap::new();
         let (mut indexed, mut existing) = (0u64, 0u64);
-        let docs = std::mem::take(&mut self.pending);
-        for (d, item) in docs.into_iter().zip(items) {
+        for (i, item) in items.iter().enumerate() {
             let result = item
                 .as_object()
                 .and_then(|o| o.values().next())
@@ -312,10 +318,10 @@ impl ElasticsearchSink {
             let kind = result["error"]["type"].as_str().unwrap_or("").to_string();
             match status {
                 200..=299 => indexed += 1,
-                409 if d.id.is_some() && kind == "version_conflict_engine_exception" => {
+                409 if self.bulk.has_id(i) && kind == "version_conflict_engine_exception" => {
                     existing += 1
                 }
-                429 | 500..=599 => keep.push(d),
+                429 | 500..=599 => keep[i] = true,
                 _ => {
                     let reason = result["error"]["reason"].as_str().unwrap_or("").to_string();
                     let class = if kind.is_empty() {
@@ -323,14 +329,15 @@ impl ElasticsearchSink {
                     } else {
                         kind.clone()
                     };
-                    let rec = self.dead_letter_record(&d, status, &kind, &reason);
+                    let rec = self.dead_letter_record(i, status, &kind, &reason);
                     refused.entry(class).or_default().push(rec);
                 }
             }
         }
         self.metrics.outcome("indexed", indexed);
         self.metrics.outcome("conflict_existing", existing);
-        self.metrics.outcome("retried", keep.len() as u64);
+        let retried = keep.iter().filter(|k| **k).count();
+        self.metrics.outcome("retried", retried as u64);
         let mut dead = 0;
         for (class, records) in &refused {
             dead += records.len();
@@ -342,71 +349,52 @@ impl ElasticsearchSink {
         if dead > 0 {
             tracing::warn!(sink = %self.sink, documents = dead, file = %self.dead_letter.path().display(), types = ?refused.keys().collect::<Vec<_>>(), "Elasticsearch refused documents; they are in the dead-letter file");
         }
-        self.pending = keep;
-        Ok(self.pending.len())
+        self.bulk.retain(|i| keep[i]);
+        Ok(self.bulk.len())
     }
 }
 
 impl Sink for ElasticsearchSink {
     fn encode(&mut self, event: &Event) -> usize {
-        let index = self.index_for(event);
+        let index = self.index_slot(event);
         let id = match &self.id_rule {
-            IdRule::None => None,
-            IdRule::Fingerprint => event
-                .origin
-                .map(|o| format!("{:016x}-{}", o.file, o.offset)),
+            IdRule::None => Id::None,
+            IdRule::Fingerprint => match event.origin {
+                Some(o) => Id::Fingerprint {
+                    file: o.file,
+                    offset: o.offset,
+                },
+                None => Id::None,
+            },
             IdRule::Template(t) => {
-                let mut s = String::new();
-                t.render(event, &mut s);
-                (!s.is_empty()).then_some(s)
+                self.scratch.clear();
+                t.render(event, &mut self.scratch);
+                if self.scratch.is_empty() {
+                    Id::None
+                } else {
+                    Id::Text(&self.scratch)
+                }
             }
         };
-        let op = if id.is_some() || self.cfg.mode == Mode::DataStream {
+        let has_id = !matches!(id, Id::None);
+        let op = if has_id || self.cfg.mode == Mode::DataStream {
             "create"
         } else {
             "index"
         };
-        let mut action = Vec::with_capacity(80);
-        let _ = write!(action, "{{\"{op}\":{{\"_index\":");
-        crate::event::write_json_str(&mut action, &index);
-        if let Some(id) = &id {
-            action.extend_from_slice(b",\"_id\":");
-            crate::event::write_json_str(&mut action, id);
-        }
-        action.extend_from_slice(b"}}");
-        let source = self.document(event);
-        let size = action.len() + source.len() + 2;
-        self.pending.push(Doc {
-            action: String::from_utf8(action).unwrap_or_default(),
-            source,
-            index,
-            id,
-        });
-        size
+        self.bulk.begin_action(op, index, id);
+        self.write_document(event);
+        self.bulk.end(index, has_id)
     }
 
     async fn deliver(&mut self) -> Result<(), DeliveryError> {
-        if self.pending.is_empty() {
+        if self.bulk.is_empty() {
             return Ok(());
         }
-        let mut raw = Vec::with_capacity(
-            self.pending
-                .iter()
-                .map(|d| d.action.len() + d.source.len() + 2)
-                .sum(),
-        );
-        for d in &self.pending {
-            raw.extend_from_slice(d.action.as_bytes());
-            raw.push(b'\n');
-            raw.extend_from_slice(d.source.as_bytes());
-            raw.push(b'\n');
-        }
-        self.metrics.bytes_raw.add(raw.len() as u64);
-        self.metrics.batch_docs.set(self.pending.len() as i64);
-        let (body, encoding) = match self.cfg.compression {
-            EsCompression::Gzip => (crate::http::gzip(&raw), Some("gzip")),
-            EsCompression::None => (raw, None),
-        };
+        self.metrics.bytes_raw.add(self.bulk.body().len() as u64);
+        self.metrics.batch_docs.set(self.bulk.len() as i64);
+        let encoding = (self.cfg.compression == EsCompression::Gzip).then_some("gzip");
+        let body = self.bulk.request_body().to_vec();
         let sent = body.len();
         let req = self.target.post(body, "application/x-ndjson", encoding);
         let resp = req
@@ -419,13 +407,19 @@ impl Sink for ElasticsearchSink {
         self.metrics.bytes_sent.add(sent as u64);
         match status.as_u16() {
             200..=299 => {
-                let answer: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
-                if answer["errors"] == serde_json::Value::Bool(false) {
-                    self.metrics.outcome("indexed", self.pending.len() as u64);
-                    self.pending.clear();
+                // Most answers say `"errors": false`: read only that, skipping
+                // the items without building them.
+                #[derive(serde::Deserialize)]
+                struct Head {
+                    errors: bool,
+                }
+                if let Ok(Head { errors: false }) = serde_json::from_str::<Head>(&text) {
+                    self.metrics.outcome("indexed", self.bulk.len() as u64);
+                    self.bulk.clear();
                     return Ok(());
                 }
+                let answer: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
                 match self.apply_items(&answer)? {
                     0 => Ok(()),
                     left => Err(DeliveryError {
@@ -527,15 +521,15 @@ mod tests {
         s.encode(&ev(r#"{"n":1}"#, 0));
         assert_eq!(s.target.shown_url(), "http://127.0.0.1:1/prefix/_bulk");
         assert_eq!(
-            s.pending[0].action,
+            s.bulk.action(0),
             r#"{"create":{"_index":"logs-feynman-2025.01.31","_id":"00000000000000ab-42"}}"#
         );
         assert_eq!(
-            s.pending[0].source,
+            s.bulk.document(0),
             r#"{"@timestamp":"2025-01-31T08:00:00.123Z","level":"INFO","nested":{"a":[1]}}"#
         );
         assert_eq!(
-            s.pending[1].action,
+            s.bulk.action(1),
             r#"{"index":{"_index":"logs-feynman-1970.01.01"}}"#
         );
     }
@@ -547,10 +541,10 @@ mod tests {
         );
         s.encode(&ev(r#"{"level":"ERROR","@timestamp":"old"}"#, 0));
         assert_eq!(
-            s.pending[0].action,
+            s.bulk.action(0),
             r#"{"create":{"_index":"logs-feynman-default"}}"#
         );
-        let doc: serde_json::Value = serde_json::from_str(&s.pending[0].source).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(s.bulk.document(0)).unwrap();
         assert_eq!(doc["@timestamp"], "1970-01-01T00:00:00Z");
         assert_eq!(doc["log.level"], "ERROR");
         assert!(doc.get("level").is_none());
