@@ -78,17 +78,6 @@ fn figure(out: &mut String, label: &str, id: &str, value: &str, text: &str) {
     );
 }
 
-/// An alert's name and labels, as the table and the timeline write it.
-fn alert_name(r: &Record) -> String {
-    let others: Vec<String> = r
-        .labels
-        .iter()
-        .filter(|(k, _)| *k != "alertname")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    format!("{} {{{}}}", r.labels.get("alertname"), others.join(", "))
-}
-
 pub fn render(t: &Timeline, records: &[Record], meta: &Meta) -> String {
     let span = t.span();
     let from = span
@@ -401,7 +390,7 @@ fn alerts_section(out: &mut String, records: &[Record], from: i64, to: i64) {
                     ),
                 },
             });
-            (alert_name(r), spans)
+            (r.name_with_labels(", "), spans)
         })
         .collect();
     out.push_str(r#"<p class="caption"><span class="key pending"></span>pending<span class="key firing"></span>firing (to its resolution, or to the end of the logs)</p>"#);
@@ -430,7 +419,7 @@ fn alerts_section(out: &mut String, records: &[Record], from: i64, to: i64) {
             ms(r.firing_from),
             ms(r.resolved_at),
             r.peak,
-            esc(&alert_name(r)),
+            esc(&r.name_with_labels(", ")),
             rfc3339_millis(r.pending_since),
             r.firing_from.map(rfc3339_millis).unwrap_or_default(),
             r.resolved_at

@@ -113,30 +113,14 @@ impl Timeline {
         // Lines come in time order, so this is nearly always the last slot.
         let i = match self.slots.last() {
             Some(l) if l.start_ms == start_ms => self.slots.len() - 1,
-            Some(l) if l.start_ms < start_ms => {
-                self.slots.push(Bucket {
-                    start_ms,
-                    ..Bucket::default()
-                });
-                self.slots.len() - 1
-            }
-            None => {
-                self.slots.push(Bucket {
-                    start_ms,
-                    ..Bucket::default()
-                });
-                0
-            }
-            Some(_) => match self.slots.binary_search_by_key(&start_ms, |b| b.start_ms) {
+            _ => match self.slots.binary_search_by_key(&start_ms, |b| b.start_ms) {
                 Ok(i) => i,
                 Err(i) => {
-                    self.slots.insert(
-                        i,
-                        Bucket {
-                            start_ms,
-                            ..Bucket::default()
-                        },
-                    );
+                    let new = Bucket {
+                        start_ms,
+                        ..Bucket::default()
+                    };
+                    self.slots.insert(i, new);
                     i
                 }
             },
@@ -204,10 +188,8 @@ impl Timeline {
     /// errors at the very end included) goes with it.
     pub fn close(&mut self) {
         if let Some(t) = self.last_ms {
-            self.last_ms = None;
             self.scrape(t, None);
         }
-        self.last_ms = self.last_ms.or(self.first_ms);
     }
 
     /// The slots with lines, in time order.

@@ -71,6 +71,19 @@ pub struct Record {
     pub peak: f64,
 }
 
+impl Record {
+    /// `Name {label=value<sep>…}`: the alert's name and its other labels.
+    pub fn name_with_labels(&self, sep: &str) -> String {
+        let others: Vec<String> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} {{{}}}", self.labels.get("alertname"), others.join(sep))
+    }
+}
+
 struct GroupRun {
     eval: GroupEval,
     interval_ms: i64,
@@ -474,14 +487,8 @@ fn table(records: &[Record]) -> String {
     let rows: Vec<[String; 5]> = records
         .iter()
         .map(|r| {
-            let others: Vec<String> = r
-                .labels
-                .iter()
-                .filter(|(k, _)| *k != "alertname")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
             [
-                format!("{} {{{}}}", r.labels.get("alertname"), others.join(",")),
+                r.name_with_labels(","),
                 r.firing_from.map(rfc3339_millis).unwrap_or_default(),
                 r.resolved_at
                     .map(rfc3339_millis)

@@ -20,7 +20,6 @@
 //! acknowledged when each of its documents is indexed or dead-lettered.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 mod bulk;
@@ -58,8 +57,9 @@ pub struct ElasticsearchSink {
     id_rule: IdRule,
     index_has_fields: Option<Template>,
     index_cache: Option<(i64, String)>,
-    /// The data stream's name, in data-stream mode.
-    stream_index: Option<String>,
+    /// In data-stream mode: the stream's name, and the `data_stream`
+    /// fields that end each document (`,"data_stream":{…}}`).
+    stream: Option<(String, String)>,
     /// The batch being built.
     bulk: Bulk,
     /// The last second formatted for `@timestamp`.
@@ -103,13 +103,17 @@ impl ElasticsearchSink {
             id_rule: cfg.id_rule().map_err(|e| e.message)?,
             index_has_fields,
             index_cache: None,
-            stream_index: (cfg.mode == Mode::DataStream).then(|| {
+            stream: (cfg.mode == Mode::DataStream).then(|| {
                 let ds = cfg.data_stream.clone().unwrap_or(DataStreamConfig {
                     r#type: logs(),
                     dataset: generic(),
                     namespace: default_ns(),
                 });
-                format!("{}-{}-{}", ds.r#type, ds.dataset, ds.namespace)
+                let (t, d, n) = (ds.r#type, ds.dataset, ds.namespace);
+                let fields = format!(
+                    ",\"data_stream\":{{\"type\":\"{t}\",\"dataset\":\"{d}\",\"namespace\":\"{n}\"}}}}"
+                );
+                (format!("{t}-{d}-{n}"), fields)
             }),
             bulk: Bulk::new(cfg.compression == EsCompression::Gzip),
             ts_cache: None,
@@ -153,7 +157,7 @@ impl ElasticsearchSink {
 
     /// The number, in this batch, of the index `event` goes to.
     fn index_slot(&mut self, event: &Event) -> usize {
-        if let Some(name) = &self.stream_index {
+        if let Some((name, _)) = &self.stream {
             return self.bulk.index_slot(name);
         }
         let ts = || {
@@ -228,18 +232,9 @@ impl ElasticsearchSink {
         } else if buf.get(brace) == Some(&b'{') {
             buf[brace] = b',';
         }
-        if cfg.mode == Mode::DataStream {
-            let ds = cfg.data_stream.clone().unwrap_or(DataStreamConfig {
-                r#type: logs(),
-                dataset: generic(),
-                namespace: default_ns(),
-            });
+        if let Some((_, fields)) = &self.stream {
             buf.pop();
-            let _ = write!(
-                buf,
-                ",\"data_stream\":{{\"type\":\"{}\",\"dataset\":\"{}\",\"namespace\":\"{}\"}}}}",
-                ds.r#type, ds.dataset, ds.namespace
-            );
+            buf.extend_from_slice(fields.as_bytes());
         }
     }
 

@@ -193,8 +193,12 @@ impl Progress {
     /// The acknowledgement for a batch of `stream` that reaches `end`;
     /// `Err` once nothing more may be sent.
     pub(super) fn ack(&mut self, stream: StreamId, end: u64) -> Result<Ack, Closed> {
+        // Only this stream's part of the lag moves: no walk over every file
+        // per batch.
+        let before = self.tracker.unsettled_bytes(stream);
         let token = self.tracker.sent(stream, end);
-        self.refresh_lag();
+        self.lag
+            .add(self.tracker.unsettled_bytes(stream) as i64 - before as i64);
         let Some(tx) = self.ack_tx.clone() else {
             return Err(Closed);
         };
@@ -202,8 +206,9 @@ impl Progress {
     }
 
     /// `weir_checkpoint_lag_bytes`: what was sent and is not delivered yet.
-    /// Refreshed as batches are sent (a source blocked on a full channel
-    /// shows what it handed over) and with every checkpoint round.
+    /// Recounted with every checkpoint round; [`Progress::ack`] adds what
+    /// each batch sent, so a source blocked on a full channel shows what it
+    /// handed over.
     fn refresh_lag(&self) {
         let lag: u64 = self
             .streams
