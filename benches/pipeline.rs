@@ -17,6 +17,10 @@
 //!   this process on loopback that decodes every request and answers 204.
 //! - **(h) stdin → elasticsearch**: gzip `_bulk` requests to a receiver in this process
 //!   that decompresses them, counts the documents and answers `errors: false`.
+//! - **(w) W1, the main job**: `weir run pipelines/feynman.yaml --once` as shipped,
+//!   with the input as `logs/app.log`: file source → file sink, every derived
+//!   metric and cost counter, and the plan's alert rules back-tested over the
+//!   logs' own time. Compare its wall time and CPU with the floor's.
 //! - **(i), (j) stdin → disk buffer → loki**: (g) with `buffer: {type: disk}` in front
 //!   of the Loki sink, fsync after every batch (i) or at most every 100 ms (j);
 //!   reported as ratios to (g), whose buffer is the default in-memory channel.
@@ -90,6 +94,8 @@ enum SinkKind {
     Loki,
     /// An `elasticsearch` sink posting to a bulk receiver in this process.
     Elasticsearch,
+    /// pipelines/feynman.yaml itself (its file sink is `local`).
+    MainJob,
 }
 
 struct Case {
@@ -100,7 +106,7 @@ struct Case {
     buffer: Option<&'static str>,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     Case {
         label: "(b) weir stdin -> file",
         source: Source::Stdin,
@@ -135,6 +141,12 @@ const CASES: [Case; 8] = [
         label: "(h) weir stdin -> es bulk (loopback)",
         source: Source::Stdin,
         sink: SinkKind::Elasticsearch,
+        buffer: None,
+    },
+    Case {
+        label: "(w) W1: weir run pipelines/feynman.yaml --once",
+        source: Source::File,
+        sink: SinkKind::MainJob,
         buffer: None,
     },
     Case {
@@ -433,6 +445,9 @@ fn floor(input: &Path) -> Res<(u64, u64, Measure)> {
 }
 
 fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
+    if case.sink == SinkKind::MainJob {
+        return include_str!("../pipelines/feynman.yaml").to_string();
+    }
     let path_str = |p: &Path| yaml_str(&p.to_string_lossy());
     let mut y = String::new();
     let _ = writeln!(y, "data_dir: {}", path_str(&dir.join("data")));
@@ -475,6 +490,7 @@ fn pipeline_yaml(case: &Case, input: &Path, dir: &Path) -> String {
             let _ = writeln!(y, "    index: 'feynman-%Y.%m.%d'");
             let _ = writeln!(y, "    batch: {{max_bytes: 5MiB}}");
         }
+        SinkKind::MainJob => unreachable!("feynman.yaml is used as it is"),
         SinkKind::Loki => {
             let _ = writeln!(y, "    type: loki");
             let _ = writeln!(y, "    inputs: [in]");
@@ -506,8 +522,24 @@ fn run_weir(case: &Case, input: &Path, lines: u64, dir: &Path) -> Res<Measure> {
         Source::File => Stdio::null(),
     };
 
+    let mut command = Command::new(WEIR);
+    let (out_sink, out_dir) = if case.sink == SinkKind::MainJob {
+        // The shipped pipeline reads ./logs and writes under ./data.
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+        std::os::unix::fs::symlink(input, logs.join("app.log"))
+            .map_err(|e| format!("cannot link the input into {}: {e}", logs.display()))?;
+        command
+            .env("WEIR_LOGS_DIR", &logs)
+            .env("WEIR_DATA_DIR", dir.join("data"))
+            .env("WEIR_API_ADDR", "127.0.0.1:0");
+        ("local", dir.join("data").join("out"))
+    } else {
+        ("out", dir.join("out"))
+    };
+
     let start = Instant::now();
-    let child = Command::new(WEIR)
+    let child = command
         .arg("run")
         .arg(&yaml_path)
         .arg("--once")
@@ -552,16 +584,17 @@ fn run_weir(case: &Case, input: &Path, lines: u64, dir: &Path) -> Res<Measure> {
     // Everything arrived, according to weir…
     let metrics = std::fs::read_to_string(&metrics_path)
         .map_err(|e| fail(format!("cannot read {}: {e}", metrics_path.display())))?;
-    let out = metric_sum(&metrics, "weir_events_out_total", "sink=\"out\"");
+    let label = format!("sink=\"{out_sink}\"");
+    let out = metric_sum(&metrics, "weir_events_out_total", &label);
     if out != Some(lines) {
         return Err(fail(format!(
-            "weir_events_out_total{{sink=\"out\"}} is {out:?}, expected {lines}"
+            "weir_events_out_total{{{label}}} is {out:?}, expected {lines}"
         )));
     }
     // …and, for the file sink, according to the files themselves.
-    if case.sink == SinkKind::File {
+    if matches!(case.sink, SinkKind::File | SinkKind::MainJob) {
         let mut files = Vec::new();
-        collect_files(&dir.join("out"), &mut files)
+        collect_files(&out_dir, &mut files)
             .map_err(|e| fail(format!("cannot list the output: {e}")))?;
         let mut written = 0;
         for f in &files {
@@ -664,7 +697,7 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
     };
     let floor_lps = lines_per_s(floor, lines);
     let (b, c, f, g, h) = (get("(b)"), get("(c)"), get("(f)"), get("(g)"), get("(h)"));
-    let (i, j) = (get("(i)"), get("(j)"));
+    let (i, j, w) = (get("(i)"), get("(j)"), get("(w)"));
     let indexed = es_receiver()
         .entries
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -687,7 +720,16 @@ fn verdicts(results: &[(&str, Measure)], floor: &Measure, lines: u64) -> Vec<(St
             true,
         )
     };
+    let w_wall = w.wall.as_secs_f64() / floor.wall.as_secs_f64();
+    let w_cpu = cpu(&w) / cpu(floor);
     vec![
+        (
+            format!(
+                "(w) W1 main job: wall {w_wall:.2}x the floor's (target <= 0.4x), CPU {w_cpu:.2}x (target <= 1.0x), peak RSS {:.1} MiB (target <= {RSS_TARGET_MIB})",
+                mib(&w)
+            ),
+            w_wall <= 0.4 && w_cpu <= 1.0 && mib(&w) <= RSS_TARGET_MIB,
+        ),
         disk(&i, "i"),
         disk(&j, "j"),
         (

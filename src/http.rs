@@ -158,6 +158,18 @@ pub fn gzip(raw: &[u8]) -> Vec<u8> {
     gz.finish().expect("gzip to a Vec")
 }
 
+/// What a request came back with: its status, `Retry-After` and body.
+pub type Reply = Result<(reqwest::StatusCode, Option<Duration>, String), reqwest::Error>;
+
+/// Sends the request and reads its whole answer.
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let after = retry_after(resp.headers());
+    let text = resp.text().await.unwrap_or_default();
+    Ok((status, after, text))
+}
+
 /// A server's `Retry-After`: seconds, or an HTTP date.
 pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();

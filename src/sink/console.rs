@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Deserialize;
 
-use super::{BatchConfig, RetryConfig, Sink};
+use super::{BatchConfig, Call, DeliveryError, RetryConfig, Sink, done};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 
@@ -20,9 +20,14 @@ pub struct ConsoleConfig {
 #[derive(Default)]
 pub struct Console {
     buf: Vec<u8>,
+    /// The last batch's buffer, for the next one.
+    spare: Vec<u8>,
 }
 
 impl Sink for Console {
+    type Batch = Vec<u8>;
+    type Reply = Result<(), DeliveryError>;
+
     fn encode(&mut self, event: &Event) -> usize {
         let before = self.buf.len();
         event.write_json(&mut self.buf);
@@ -30,20 +35,32 @@ impl Sink for Console {
         self.buf.len() - before
     }
 
-    async fn deliver(&mut self) -> Result<(), super::DeliveryError> {
+    fn seal(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare))
+    }
+
+    fn send(&mut self, batch: &mut Vec<u8>) -> Call<Self::Reply> {
         let mut out = std::io::stdout().lock();
-        let r = out.write_all(&self.buf).and_then(|()| out.flush());
-        match r {
-            Ok(()) => {
-                self.buf.clear();
-                Ok(())
-            }
+        let r = out.write_all(batch).and_then(|()| out.flush());
+        done(match r {
+            Ok(()) => Ok(()),
             // Nobody reads our output any more: nothing to retry.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.buf.clear();
+                batch.clear();
                 Err("standard output is closed".to_string().into())
             }
             Err(e) => Err(format!("writing to standard output: {e}").into()),
+        })
+    }
+
+    fn answer(&mut self, _batch: &mut Vec<u8>, reply: Self::Reply) -> Result<(), DeliveryError> {
+        reply
+    }
+
+    fn recycle(&mut self, mut batch: Vec<u8>) {
+        batch.clear();
+        if batch.capacity() <= 4 << 20 {
+            self.spare = batch;
         }
     }
 }

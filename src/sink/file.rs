@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BatchConfig, RetryConfig, Sink};
+use super::{BatchConfig, Call, RetryConfig, Sink, done};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 
@@ -232,9 +232,9 @@ impl Output {
         Ok(self.file.as_mut().expect("opened above"))
     }
 
-    /// Appends the pending part of the batch, noting first what to cut the
+    /// Appends this file's part of the batch, noting first what to cut the
     /// file back to should this or a later part of the batch fail.
-    fn write(&mut self, disk: &mut dyn Disk) -> Result<(), String> {
+    fn write(&mut self, disk: &mut dyn Disk, bytes: &[u8]) -> Result<(), String> {
         let path = self.path.clone();
         let open = self.open()?;
         let cannot = |e: io::Error| format!("cannot write {}: {e}", path.display());
@@ -251,8 +251,7 @@ impl Output {
         if torn {
             disk.write_all(&mut open.file, b"\n").map_err(cannot)?;
         }
-        disk.write_all(&mut open.file, &self.pending)
-            .map_err(cannot)
+        disk.write_all(&mut open.file, bytes).map_err(cannot)
     }
 
     /// Cuts the file back to its length before the failed batch.
@@ -265,45 +264,11 @@ impl Output {
     }
 }
 
-impl Sink for FileSink {
-    fn encode(&mut self, event: &Event) -> usize {
-        let idx = self.output_for(event.time);
-        let buf = &mut self.outputs[idx].pending;
-        let before = buf.len();
-        event.write_json(buf);
-        buf.push(b'\n');
-        buf.len() - before
-    }
-
-    async fn deliver(&mut self) -> Result<(), super::DeliveryError> {
-        self.round += 1;
-        // A batch that failed before and could not be cut back then is cut
-        // back now, before it is written again.
-        self.restore_all()?;
-        let mut failed = None;
-        for out in self.outputs.iter_mut().filter(|o| !o.pending.is_empty()) {
-            if let Err(e) = out.write(self.disk.as_mut()) {
-                failed = Some(e);
-                break;
-            }
-        }
-        if let Some(mut e) = failed {
-            // Every file as it was before the batch: the retry writes it once.
-            if let Err(r) = self.restore_all() {
-                e = format!("{e}; {r} (tried again before the next write)");
-            }
-            return Err(e.into());
-        }
-        for out in self.outputs.iter_mut().filter(|o| !o.pending.is_empty()) {
-            out.restore = None;
-            out.pending.clear();
-            // A burst (one big batch) must not pin its buffer for the whole run.
-            if out.pending.capacity() > 4 << 20 {
-                out.pending.shrink_to(1 << 20);
-            }
-            out.last_used = self.round;
-        }
-        // Close the least recently used files beyond the limit.
+impl FileSink {
+    /// Closes the least recently used files beyond the limit, and forgets
+    /// idle outputs so a long replay does not accumulate them. Only between
+    /// deliveries: a sealed batch names its outputs by their place.
+    fn tidy(&mut self) {
         let mut open: Vec<usize> = (0..self.outputs.len())
             .filter(|&i| self.outputs[i].file.is_some())
             .collect();
@@ -313,14 +278,93 @@ impl Sink for FileSink {
                 self.outputs[i].file = None;
             }
         }
-        // Forget idle outputs so a long replay does not accumulate them.
         if self.outputs.len() > 4 * OPEN_FILES {
             self.outputs
-                .retain(|o| o.file.is_some() || !o.pending.is_empty());
+                .retain(|o| o.file.is_some() || !o.pending.is_empty() || o.restore.is_some());
             self.by_period.clear();
             self.template.cache = None;
         }
+    }
+
+    /// Writes the batch, each file's part in turn; on failure every file it
+    /// touched is cut back to its length before the batch.
+    fn write_batch(&mut self, batch: &[(usize, Vec<u8>)]) -> Result<(), String> {
+        self.round += 1;
+        // A batch that failed before and could not be cut back then is cut
+        // back now, before it is written again.
+        self.restore_all()?;
+        let mut failed = None;
+        for (i, bytes) in batch {
+            if let Err(e) = self.outputs[*i].write(self.disk.as_mut(), bytes) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(mut e) = failed {
+            // Every file as it was before the batch: the retry writes it once.
+            if let Err(r) = self.restore_all() {
+                e = format!("{e}; {r} (tried again before the next write)");
+            }
+            return Err(e);
+        }
+        for (i, _) in batch {
+            let out = &mut self.outputs[*i];
+            out.restore = None;
+            out.last_used = self.round;
+        }
         Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    /// Each output's bytes, by its place in `outputs`.
+    type Batch = Vec<(usize, Vec<u8>)>;
+    type Reply = Result<(), super::DeliveryError>;
+
+    fn encode(&mut self, event: &Event) -> usize {
+        let idx = self.output_for(event.time);
+        let buf = &mut self.outputs[idx].pending;
+        let before = buf.len();
+        event.write_json(buf);
+        buf.push(b'\n');
+        buf.len() - before
+    }
+
+    fn seal(&mut self) -> Self::Batch {
+        let mut batch = Vec::new();
+        for (i, out) in self.outputs.iter_mut().enumerate() {
+            if !out.pending.is_empty() {
+                batch.push((i, std::mem::take(&mut out.pending)));
+            }
+        }
+        batch
+    }
+
+    fn send(&mut self, batch: &mut Self::Batch) -> Call<Self::Reply> {
+        done(self.write_batch(batch).map_err(Into::into))
+    }
+
+    fn answer(
+        &mut self,
+        _batch: &mut Self::Batch,
+        reply: Self::Reply,
+    ) -> Result<(), super::DeliveryError> {
+        reply
+    }
+
+    fn recycle(&mut self, batch: Self::Batch) {
+        // The buffers go back to their outputs for the next batch, unless a
+        // burst (one big batch) made them big.
+        for (i, mut bytes) in batch {
+            if let Some(out) = self.outputs.get_mut(i)
+                && out.pending.capacity() == 0
+                && bytes.capacity() <= 4 << 20
+            {
+                bytes.clear();
+                out.pending = bytes;
+            }
+        }
+        self.tidy();
     }
 }
 
@@ -368,6 +412,27 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+    /// Delivers as the driver does: seals what was encoded, unless a batch
+    /// that failed waits to be sent again.
+    #[derive(Default)]
+    struct Driver(Option<<FileSink as Sink>::Batch>);
+
+    impl Driver {
+        async fn deliver(&mut self, sink: &mut FileSink) -> Result<(), crate::sink::DeliveryError> {
+            let mut batch = self.0.take().unwrap_or_else(|| sink.seal());
+            match crate::sink::driver::attempt(sink, &mut batch).await {
+                Ok(()) => {
+                    sink.recycle(batch);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.0 = Some(batch);
+                    Err(e)
+                }
+            }
+        }
+    }
+
     #[test]
     fn template_renders_event_dates_in_utc() {
         let t = PathTemplate::new("out/%Y-%m-%d.ndjson").unwrap();
@@ -394,12 +459,13 @@ mod tests {
             batch: None,
         };
         let mut sink = FileSink::new(&cfg).unwrap();
+        let mut d = Driver::default();
         let day = 86_400_000_000_000;
         for (i, t) in [0, day, 1, day + 1].iter().enumerate() {
             let e = crate::decode::json::decode_object(format!("{{\"n\":{i}}}"), *t).unwrap();
             sink.encode(&e);
         }
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         let read = |name: &str| std::fs::read_to_string(dir.path().join("sub").join(name)).unwrap();
         assert_eq!(read("1970-01-01.ndjson"), "{\"n\":0}\n{\"n\":2}\n");
         assert_eq!(read("1970-01-02.ndjson"), "{\"n\":1}\n{\"n\":3}\n");
@@ -415,8 +481,9 @@ mod tests {
             batch: None,
         };
         let mut sink = FileSink::new(&cfg).unwrap();
+        let mut d = Driver::default();
         sink.encode(&crate::decode::json::decode_object("{\"n\":2}".into(), 0).unwrap());
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"ok\":1}\n{\"torn\":\n{\"n\":2}\n"
@@ -522,28 +589,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = FillingDisk::new(u64::MAX / 2);
         let mut sink = filling_sink(dir.path(), &disk);
+        let mut d = Driver::default();
         encode(&mut sink, 0..100);
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         let before = contents(dir.path());
         assert_eq!(before.len(), 2);
 
         // Room for the first day's part of the batch and half the second's.
         let bytes = encode(&mut sink, 100..300);
         disk.set_free(bytes * 3 / 4);
-        let e = sink.deliver().await.unwrap_err();
+        let e = d.deliver(&mut sink).await.unwrap_err();
         assert!(e.message.contains("No space left on device"), "{e:?}");
         assert_eq!(contents(dir.path()), before, "both files cut back");
         // Retried while the disk is still too full: still as they were.
-        assert!(sink.deliver().await.is_err());
+        assert!(d.deliver(&mut sink).await.is_err());
         assert_eq!(contents(dir.path()), before);
 
         // Room again: every line exactly once, none torn.
         disk.set_free(u64::MAX / 2);
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(numbers(dir.path()), (0..300).collect::<Vec<_>>());
         // The next batch follows on.
         encode(&mut sink, 300..310);
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(numbers(dir.path()), (0..310).collect::<Vec<_>>());
     }
 
@@ -552,24 +620,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let disk = FillingDisk::new(u64::MAX / 2);
         let mut sink = filling_sink(dir.path(), &disk);
+        let mut d = Driver::default();
         encode(&mut sink, 0..10);
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
 
         let bytes = encode(&mut sink, 10..50);
         disk.set_free(bytes / 3);
         disk.refuse_set_len.store(true, Ordering::SeqCst);
-        let e = sink.deliver().await.unwrap_err();
+        let e = d.deliver(&mut sink).await.unwrap_err();
         assert!(e.message.contains("No space left on device"), "{e:?}");
         assert!(e.message.contains("cannot cut"), "{e:?}");
         let torn = contents(dir.path());
         // Still refused: nothing more is written over the torn part.
         disk.set_free(u64::MAX / 2);
-        let e = sink.deliver().await.unwrap_err();
+        let e = d.deliver(&mut sink).await.unwrap_err();
         assert!(e.message.contains("cannot cut"), "{e:?}");
         assert_eq!(contents(dir.path()), torn);
 
         disk.refuse_set_len.store(false, Ordering::SeqCst);
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(numbers(dir.path()), (0..50).collect::<Vec<_>>());
     }
 
@@ -582,21 +651,22 @@ mod tests {
             batch: None,
         };
         let mut sink = FileSink::new(&cfg).unwrap();
+        let mut d = Driver::default();
         let event =
             |n: u32| crate::decode::json::decode_object(format!("{{\"n\":{n}}}"), 0).unwrap();
         sink.encode(&event(1));
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         // Rotated away.
         let rotated = dir.path().join("out.ndjson.1");
         std::fs::rename(&path, &rotated).unwrap();
         sink.encode(&event(2));
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "{\"n\":1}\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":2}\n");
         // Removed.
         std::fs::remove_file(&path).unwrap();
         sink.encode(&event(3));
-        sink.deliver().await.unwrap();
+        d.deliver(&mut sink).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":3}\n");
     }
 }

@@ -1,38 +1,32 @@
-//! Sinks: where events leave weir. Every sink is driven by the same loop:
-//! events are encoded into the sink's pending batch as they arrive, and the
-//! batch is delivered when it reaches `max_events` or `max_bytes`, when
-//! `timeout` passes after its first event, or when the inputs close.
-//! Once delivery succeeds, the batches it covered are released, which
-//! acknowledges their bytes to the sources.
+//! Sinks: where events leave weir. Every sink kind implements [`Sink`]
+//! and is run by the same loop ([`driver`]): events are encoded into the
+//! sink's open batch as they arrive, a full or due batch is sealed and
+//! sent, and the next one is encoded while it is in flight. Once delivery
+//! succeeds, the batches it covered are released, which acknowledges their
+//! bytes to the sources.
 //!
-//! A sink that cannot deliver retries with exponential backoff and full
-//! jitter (honouring a server's `Retry-After`) until it succeeds, until
-//! `retry.max_duration` passes — then the sink may set the batch aside in its
-//! dead-letter file — or, once the pipeline is stopping, until its grace
-//! period ends. Acknowledgement is positive (see `ack`): a batch is
-//! acknowledged only when it was delivered or set aside; whatever a sink
-//! lets go of otherwise stays unacknowledged, and a file source reads it
-//! again after a restart.
+//! Acknowledgement is positive (see `ack`): a batch is acknowledged only
+//! when it was delivered or set aside; whatever a sink lets go of otherwise
+//! stays unacknowledged, and a file source reads it again after a restart.
 
 pub mod console;
 pub mod dead_letter;
+mod driver;
 pub mod elasticsearch;
 pub mod file;
 pub mod loki;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::config::units::{ByteSize, Dur};
-use crate::event::{Event, SharedBatch};
-use crate::http::Backoff;
-use crate::shutdown::Shutdown;
+use crate::event::Event;
 use crate::telemetry::{Counter, Registry};
+use driver::drive;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,18 +83,46 @@ impl From<String> for DeliveryError {
 #[serde(deny_unknown_fields)]
 pub struct BlackholeConfig {}
 
+/// What waits for a delivery's reply: the network part of an attempt,
+/// owning everything it needs, so the next batch can be encoded meanwhile.
+pub type Call<R> = Pin<Box<dyn Future<Output = R> + Send>>;
+
+/// A reply that is already there: for sinks that deliver in place (files,
+/// standard output), whose `send` does the work.
+pub fn done<R: Send + 'static>(reply: R) -> Call<R> {
+    Box::pin(std::future::ready(reply))
+}
+
 /// A destination for batches of events.
+///
+/// The driver encodes events into the sink's open batch, seals it, and
+/// makes delivery attempts: `send` starts one (building the request from
+/// the batch), and `answer` reads its reply. The batch stays the driver's
+/// between attempts, so a retry sends what is left of it while the sink
+/// encodes the next.
 pub trait Sink: Send {
-    /// Adds one event to the pending batch; returns the bytes it added.
+    /// A sealed batch: what one delivery sends, and sends again on retry.
+    type Batch: Send;
+    /// What an attempt comes back with.
+    type Reply: Send + 'static;
+    /// Adds one event to the open batch; returns the bytes it added.
     fn encode(&mut self, event: &Event) -> usize;
-    /// Delivers the pending batch. On error the same batch is tried again.
-    fn deliver(&mut self) -> impl Future<Output = Result<(), DeliveryError>> + Send;
-    /// Retries ran out (`retry.max_duration`): set the pending batch aside
-    /// (dead letter) and return true, or return false to leave it
+    /// Takes the open batch for delivery; the sink starts an empty one.
+    fn seal(&mut self) -> Self::Batch;
+    /// Starts an attempt to deliver `batch`.
+    fn send(&mut self, batch: &mut Self::Batch) -> Call<Self::Reply>;
+    /// What the reply means: `Ok` once the batch is delivered (or the parts
+    /// the server refused are set aside), `Err` to try again with what is
+    /// left of it.
+    fn answer(&mut self, batch: &mut Self::Batch, reply: Self::Reply) -> Result<(), DeliveryError>;
+    /// Retries ran out (`retry.max_duration`): set the batch aside (dead
+    /// letter) and return true, or return false to leave it
     /// unacknowledged. The default cannot set anything aside.
-    fn give_up(&mut self, _reason: &str) -> bool {
+    fn give_up(&mut self, _batch: &mut Self::Batch, _reason: &str) -> bool {
         false
     }
+    /// A batch the driver is done with, for the sink to reuse its buffers.
+    fn recycle(&mut self, _batch: Self::Batch) {}
 }
 
 /// Counters every sink keeps.
@@ -160,191 +182,6 @@ impl SinkMetrics {
     }
 }
 
-/// The batches a sink has encoded and not yet delivered.
-#[derive(Default)]
-struct Held {
-    batches: Vec<SharedBatch>,
-    events: usize,
-    bytes: usize,
-}
-
-impl Held {
-    /// Delivered (or set aside): every batch is acknowledged.
-    fn settle(&mut self) {
-        for b in self.batches.drain(..) {
-            b.delivered();
-        }
-        (self.events, self.bytes) = (0, 0);
-    }
-
-    /// Not delivered: the batches are let go without an acknowledgement, so
-    /// their sources never checkpoint past them.
-    fn abandon(&mut self) {
-        self.batches.clear();
-        (self.events, self.bytes) = (0, 0);
-    }
-}
-
-/// How one delivery ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// Delivered, or dead-lettered after `retry.max_duration`.
-    Done,
-    /// Given up after `retry.max_duration` with nowhere to set it aside.
-    Abandoned,
-    /// The grace period after a stop ran out first.
-    Expired,
-}
-
-/// Runs a sink until its inputs close, then delivers what is left; or,
-/// once a stop was asked for, until the grace period ends, leaving what
-/// it could not deliver unacknowledged.
-pub async fn drive<S: Sink>(
-    name: String,
-    mut sink: S,
-    mut input: mpsc::Receiver<SharedBatch>,
-    batch: BatchConfig,
-    retry: RetryConfig,
-    metrics: SinkMetrics,
-    shutdown: Shutdown,
-) {
-    let r = Retrying {
-        name: &name,
-        metrics: &metrics,
-        shutdown: &shutdown,
-    };
-    let mut backoff = Backoff::new(retry);
-    let mut held = Held::default();
-    let mut deadline: Option<Instant> = None;
-    loop {
-        let full = held.events >= batch.max_events || held.bytes as u64 >= batch.max_bytes.0;
-        let due = deadline.is_some_and(|d| Instant::now() >= d);
-        if !held.batches.is_empty() && (full || due) {
-            deadline = None;
-            if deliver(&r, &mut sink, &mut held, &mut backoff).await == Delivery::Expired {
-                return r.expire(held, input);
-            }
-            continue;
-        }
-        let next = tokio::select! {
-            b = input.recv() => b,
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => continue,
-            _ = shutdown.expired() => return r.expire(held, input),
-        };
-        let Some(b) = next else { break };
-        if b.events.is_empty() {
-            // Nothing to deliver (a filter kept none of it): done already.
-            b.delivered();
-            continue;
-        }
-        for e in b.events.iter() {
-            held.bytes += sink.encode(e);
-        }
-        held.events += b.events.len();
-        held.batches.push(b);
-        deadline.get_or_insert_with(|| Instant::now() + batch.timeout.0);
-    }
-    if !held.batches.is_empty()
-        && deliver(&r, &mut sink, &mut held, &mut backoff).await == Delivery::Expired
-    {
-        r.expire(held, input);
-    }
-}
-
-struct Retrying<'a> {
-    name: &'a str,
-    metrics: &'a SinkMetrics,
-    shutdown: &'a Shutdown,
-}
-
-impl Retrying<'_> {
-    /// The grace period is over: what the sink holds and what waits in its
-    /// input is let go unacknowledged, and counted.
-    fn expire(&self, mut held: Held, mut input: mpsc::Receiver<SharedBatch>) {
-        let mut events = held.events;
-        held.abandon();
-        input.close();
-        while let Ok(b) = input.try_recv() {
-            events += b.events.len();
-        }
-        if events > 0 && self.metrics.on_disk {
-            tracing::info!(
-                sink = self.name,
-                events,
-                "the grace period ended; what was not delivered stays in the disk buffer and is sent after a restart"
-            );
-        } else if events > 0 {
-            self.metrics.undelivered.add(events as u64);
-            tracing::error!(
-                sink = self.name,
-                events,
-                "the grace period ended before these events were delivered; they stay unacknowledged (file sources read them again after a restart)"
-            );
-        }
-    }
-}
-
-/// Delivers the held batches, retrying until they are delivered, until
-/// `retry.max_duration`, or until the grace period after a stop runs out.
-/// A stop does not cut retries short: they go on within the grace period.
-async fn deliver<S: Sink>(
-    r: &Retrying<'_>,
-    sink: &mut S,
-    held: &mut Held,
-    backoff: &mut Backoff,
-) -> Delivery {
-    let (name, events) = (r.name, held.events);
-    let started = Instant::now();
-    backoff.reset();
-    let mut attempt = 0u32;
-    let mut woken_by_stop = r.shutdown.is_triggered();
-    loop {
-        if attempt > 0 {
-            r.metrics.retries.inc();
-        }
-        attempt += 1;
-        let result = tokio::select! {
-            res = sink.deliver() => res,
-            _ = r.shutdown.expired() => return Delivery::Expired,
-        };
-        let e = match result {
-            Ok(()) => {
-                r.metrics.events_out.add(events as u64);
-                r.metrics.bytes_out.add(held.bytes as u64);
-                held.settle();
-                return Delivery::Done;
-            }
-            Err(e) => e,
-        };
-        r.metrics.errors.inc();
-        if backoff.exhausted(started.elapsed()) {
-            let reason = format!("retry_exhausted: {}", e.message);
-            r.metrics.given_up.add(events as u64);
-            if sink.give_up(&reason) {
-                tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch is in the dead-letter file");
-                held.settle();
-                return Delivery::Done;
-            }
-            tracing::error!(sink = name, error = %e.message, events, "gave up after retry.max_duration; the batch stays unacknowledged (file sources read it again after a restart)");
-            r.metrics.undelivered.add(events as u64);
-            held.abandon();
-            return Delivery::Abandoned;
-        }
-        let wait = backoff.wait(e.retry_after);
-        if r.shutdown.is_triggered() {
-            tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed while stopping; retrying until the grace period ends");
-        } else {
-            tracing::warn!(sink = name, error = %e.message, attempt, retry_in = ?wait, "delivery failed; retrying");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            // A stop retries once at once rather than sleep out a long backoff.
-            _ = r.shutdown.wait(), if !woken_by_stop => woken_by_stop = true,
-            _ = r.shutdown.expired() => return Delivery::Expired,
-        }
-    }
-}
-
 /// Runs `sink` as its own task, driven by [`drive`] with the sink's
 /// counters; what every sink kind's start does.
 pub fn spawn<S: Sink + 'static>(
@@ -391,10 +228,16 @@ fn check_blackhole(cx: &mut CheckCx<'_>) -> Option<std::sync::Arc<dyn SinkSpec>>
 pub struct Blackhole;
 
 impl Sink for Blackhole {
+    type Batch = ();
+    type Reply = ();
     fn encode(&mut self, event: &Event) -> usize {
         event.line().len()
     }
-    async fn deliver(&mut self) -> Result<(), DeliveryError> {
+    fn seal(&mut self) {}
+    fn send(&mut self, _batch: &mut ()) -> Call<()> {
+        done(())
+    }
+    fn answer(&mut self, _batch: &mut (), _reply: ()) -> Result<(), DeliveryError> {
         Ok(())
     }
 }

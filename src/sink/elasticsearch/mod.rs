@@ -26,7 +26,7 @@ mod bulk;
 pub mod config;
 
 use super::dead_letter::DeadLetter;
-use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use super::{BatchConfig, Call, DeliveryError, RetryConfig, Sink};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
@@ -62,6 +62,8 @@ pub struct ElasticsearchSink {
     stream: Option<(String, String)>,
     /// The batch being built.
     bulk: Bulk,
+    /// The last batch delivered, cleared, for the next one.
+    spare: Option<Bulk>,
     /// The last second formatted for `@timestamp`.
     ts_cache: Option<(i64, [u8; 19])>,
     /// For rendering templated ids.
@@ -116,6 +118,7 @@ impl ElasticsearchSink {
                 (format!("{t}-{d}-{n}"), fields)
             }),
             bulk: Bulk::new(cfg.compression == EsCompression::Gzip),
+            spare: None,
             ts_cache: None,
             scratch: String::new(),
             dead_letter: DeadLetter::new(data_dir, sink, registry),
@@ -240,6 +243,7 @@ impl ElasticsearchSink {
 
     fn dead_letter_record(
         &self,
+        bulk: &Bulk,
         i: usize,
         status: u64,
         kind: &str,
@@ -255,11 +259,11 @@ impl ElasticsearchSink {
             "destination".into(),
             self.target.shown_url().to_string().into(),
         );
-        m.insert("index".into(), self.bulk.index(i).into());
-        if let Some(id) = self.bulk.id(i) {
+        m.insert("index".into(), bulk.index(i).into());
+        if let Some(id) = bulk.id(i) {
             m.insert("id".into(), id.into());
         }
-        let source = self.bulk.document(i);
+        let source = bulk.document(i);
         m.insert(
             "document".into(),
             serde_json::from_str(source).unwrap_or(serde_json::Value::String(source.to_string())),
@@ -269,34 +273,39 @@ impl ElasticsearchSink {
 
     fn dead_letter_all(
         &mut self,
+        bulk: &mut Bulk,
         class: &str,
         status: u64,
         reason: &str,
     ) -> Result<(), DeliveryError> {
-        let records: Vec<_> = (0..self.bulk.len())
-            .map(|i| self.dead_letter_record(i, status, class, reason))
+        let records: Vec<_> = (0..bulk.len())
+            .map(|i| self.dead_letter_record(bulk, i, status, class, reason))
             .collect();
         self.dead_letter
             .write(class, &records)
             .map_err(|e| DeliveryError::from(format!("cannot write the dead-letter file: {e}")))?;
         self.metrics.outcome("dead_lettered", records.len() as u64);
-        self.bulk.clear();
+        bulk.clear();
         Ok(())
     }
 
     /// Applies a bulk answer: keeps the items to resend, dead-letters the
     /// refused ones. Returns how many are left to resend.
-    fn apply_items(&mut self, answer: &serde_json::Value) -> Result<usize, DeliveryError> {
+    fn apply_items(
+        &mut self,
+        bulk: &mut Bulk,
+        answer: &serde_json::Value,
+    ) -> Result<usize, DeliveryError> {
         let Some(items) = answer["items"].as_array() else {
             return Err(DeliveryError::from(
                 "the bulk answer has no `items`".to_string(),
             ));
         };
-        if items.len() != self.bulk.len() {
+        if items.len() != bulk.len() {
             return Err(DeliveryError::from(format!(
                 "the bulk answer has {} items for {} documents",
                 items.len(),
-                self.bulk.len()
+                bulk.len()
             )));
         }
         let mut keep = vec![false; items.len()];
@@ -313,7 +322,7 @@ impl ElasticsearchSink {
             let kind = result["error"]["type"].as_str().unwrap_or("").to_string();
             match status {
                 200..=299 => indexed += 1,
-                409 if self.bulk.has_id(i) && kind == "version_conflict_engine_exception" => {
+                409 if bulk.has_id(i) && kind == "version_conflict_engine_exception" => {
                     existing += 1
                 }
                 429 | 500..=599 => keep[i] = true,
@@ -324,7 +333,7 @@ impl ElasticsearchSink {
                     } else {
                         kind.clone()
                     };
-                    let rec = self.dead_letter_record(i, status, &kind, &reason);
+                    let rec = self.dead_letter_record(bulk, i, status, &kind, &reason);
                     refused.entry(class).or_default().push(rec);
                 }
             }
@@ -344,12 +353,16 @@ impl ElasticsearchSink {
         if dead > 0 {
             tracing::warn!(sink = %self.sink, documents = dead, file = %self.dead_letter.path().display(), types = ?refused.keys().collect::<Vec<_>>(), "Elasticsearch refused documents; they are in the dead-letter file");
         }
-        self.bulk.retain(|i| keep[i]);
-        Ok(self.bulk.len())
+        bulk.retain(|i| keep[i]);
+        Ok(bulk.len())
     }
 }
 
 impl Sink for ElasticsearchSink {
+    type Batch = Bulk;
+    /// The answer and the bytes sent; None: the batch was empty.
+    type Reply = Option<(crate::http::Reply, usize)>;
+
     fn encode(&mut self, event: &Event) -> usize {
         let index = self.index_slot(event);
         let id = match &self.id_rule {
@@ -382,23 +395,33 @@ impl Sink for ElasticsearchSink {
         self.bulk.end(index, has_id)
     }
 
-    async fn deliver(&mut self) -> Result<(), DeliveryError> {
-        if self.bulk.is_empty() {
-            return Ok(());
+    fn seal(&mut self) -> Bulk {
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Bulk::new(self.cfg.compression == EsCompression::Gzip));
+        std::mem::replace(&mut self.bulk, next)
+    }
+
+    fn send(&mut self, bulk: &mut Bulk) -> Call<Self::Reply> {
+        if bulk.is_empty() {
+            return super::done(None);
         }
-        self.metrics.bytes_raw.add(self.bulk.body().len() as u64);
-        self.metrics.batch_docs.set(self.bulk.len() as i64);
+        self.metrics.bytes_raw.add(bulk.body().len() as u64);
+        self.metrics.batch_docs.set(bulk.len() as i64);
         let encoding = (self.cfg.compression == EsCompression::Gzip).then_some("gzip");
-        let body = self.bulk.request_body().to_vec();
+        let body = bulk.request_body().to_vec();
         let sent = body.len();
         let req = self.target.post(body, "application/x-ndjson", encoding);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| DeliveryError::from(self.target.describe(&e)))?;
-        let status = resp.status();
-        let after = crate::http::retry_after(resp.headers());
-        let text = resp.text().await.unwrap_or_default();
+        Box::pin(async move { Some((crate::http::send(req).await, sent)) })
+    }
+
+    fn answer(&mut self, bulk: &mut Bulk, reply: Self::Reply) -> Result<(), DeliveryError> {
+        let Some((reply, sent)) = reply else {
+            return Ok(());
+        };
+        let (status, after, text) =
+            reply.map_err(|e| DeliveryError::from(self.target.describe(&e)))?;
         self.metrics.bytes_sent.add(sent as u64);
         match status.as_u16() {
             200..=299 => {
@@ -409,13 +432,13 @@ impl Sink for ElasticsearchSink {
                     errors: bool,
                 }
                 if let Ok(Head { errors: false }) = serde_json::from_str::<Head>(&text) {
-                    self.metrics.outcome("indexed", self.bulk.len() as u64);
-                    self.bulk.clear();
+                    self.metrics.outcome("indexed", bulk.len() as u64);
+                    bulk.clear();
                     return Ok(());
                 }
                 let answer: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|e| DeliveryError::from(format!("unreadable bulk answer ({e})")))?;
-                match self.apply_items(&answer)? {
+                match self.apply_items(bulk, &answer)? {
                     0 => Ok(()),
                     left => Err(DeliveryError {
                         message: format!(
@@ -432,11 +455,11 @@ impl Sink for ElasticsearchSink {
                     .and_then(|v| v["error"]["reason"].as_str().map(str::to_string))
                     .unwrap_or(text);
                 tracing::error!(sink = %self.sink, %reason, "Elasticsearch refused the bulk request; the batch is in the dead-letter file");
-                self.dead_letter_all("request_rejected", 400, &reason)
+                self.dead_letter_all(bulk, "request_rejected", 400, &reason)
             }
             413 => {
                 tracing::error!(sink = %self.sink, "bulk request over http.max_content_length (413); lower batch.max_bytes. The batch is in the dead-letter file");
-                self.dead_letter_all("request_too_large", 413, text.trim())
+                self.dead_letter_all(bulk, "request_too_large", 413, text.trim())
             }
             _ => Err(DeliveryError {
                 message: format!(
@@ -448,8 +471,14 @@ impl Sink for ElasticsearchSink {
         }
     }
 
-    fn give_up(&mut self, reason: &str) -> bool {
-        self.dead_letter_all("retry_exhausted", 0, reason).is_ok()
+    fn give_up(&mut self, bulk: &mut Bulk, reason: &str) -> bool {
+        self.dead_letter_all(bulk, "retry_exhausted", 0, reason)
+            .is_ok()
+    }
+
+    fn recycle(&mut self, mut bulk: Bulk) {
+        bulk.clear();
+        self.spare = Some(bulk);
     }
 }
 

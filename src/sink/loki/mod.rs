@@ -27,10 +27,9 @@ pub mod rejections;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
 
 use super::dead_letter::DeadLetter;
-use super::{BatchConfig, DeliveryError, RetryConfig, Sink};
+use super::{BatchConfig, Call, DeliveryError, RetryConfig, Sink};
 use crate::component::{CheckCx, Kind, SinkContext, SinkKind, SinkSpec};
 use crate::event::Event;
 use crate::telemetry::{Counter, CounterFamily, Gauge, Registry};
@@ -50,6 +49,15 @@ struct Stream {
     key: String,
     pairs: Vec<(String, String)>,
     entries: Vec<Entry>,
+}
+
+/// A sealed batch: its streams, and what its current attempt sent.
+pub struct Batch {
+    streams: Vec<Stream>,
+    /// The streams have been ordered and checked against the window.
+    prepared: bool,
+    /// The attempt's requests: which streams each holds, and its size.
+    requests: Vec<(Vec<usize>, usize)>,
 }
 
 struct LokiMetrics {
@@ -74,13 +82,12 @@ pub struct LokiSink {
     labels: Pairs,
     metadata: Pairs,
     line: Line,
+    /// The open batch's streams, and where each key is among them.
     pending: Vec<Stream>,
     index: HashMap<String, usize>,
     known_streams: HashSet<String>,
     overflow_warned: bool,
     newest_sent: HashMap<String, i64>,
-    /// `pending` has been ordered and checked against the window.
-    prepared: bool,
     dead_letter: DeadLetter,
     metrics: LokiMetrics,
     key_buf: String,
@@ -163,7 +170,6 @@ impl LokiSink {
             known_streams: HashSet::new(),
             overflow_warned: false,
             newest_sent: HashMap::new(),
-            prepared: false,
             dead_letter: DeadLetter::new(data_dir, sink, registry),
             metrics,
             key_buf: String::new(),
@@ -252,8 +258,8 @@ impl LokiSink {
     }
 
     /// Orders each stream's entries as `out_of_order` says, once per batch.
-    fn prepare(&mut self) {
-        for s in self.pending.iter_mut() {
+    fn prepare(&mut self, streams: &mut [Stream]) {
+        for s in streams.iter_mut() {
             match self.cfg.out_of_order {
                 OutOfOrder::Pass => {}
                 OutOfOrder::Reorder => s.entries.sort_by_key(|e| e.ts),
@@ -269,14 +275,13 @@ impl LokiSink {
                 }
             }
         }
-        self.prepared = true;
     }
 
     /// The body of a push request holding the streams `which`, and its entry count.
-    fn encode_streams(&self, which: &[usize]) -> (Vec<u8>, usize) {
+    fn encode_streams(&self, all: &[Stream], which: &[usize]) -> (Vec<u8>, usize) {
         let streams: Vec<&Stream> = which
             .iter()
-            .map(|&i| &self.pending[i])
+            .map(|&i| &all[i])
             .filter(|s| !s.entries.is_empty())
             .collect();
         let entries = streams.iter().map(|s| s.entries.len()).sum();
@@ -343,22 +348,21 @@ impl LokiSink {
 
     /// Dead-letters the entries Loki's out-of-order window would refuse:
     /// older than what their stream already sent, minus the window.
-    fn set_aside_too_far_behind(&mut self) -> Result<(), DeliveryError> {
+    fn set_aside_too_far_behind(&mut self, streams: &mut [Stream]) -> Result<(), DeliveryError> {
         if self.cfg.out_of_order == OutOfOrder::Pass {
             return Ok(());
         }
         let window = self.cfg.out_of_order_window.0.as_nanos() as i64;
         let mut records = Vec::new();
-        for i in 0..self.pending.len() {
-            let Some(&newest) = self.newest_sent.get(&self.pending[i].key) else {
+        for stream in streams.iter_mut() {
+            let Some(&newest) = self.newest_sent.get(&stream.key) else {
                 continue;
             };
             let cutoff = newest.saturating_sub(window);
-            let (old, keep): (Vec<Entry>, Vec<Entry>) =
-                std::mem::take(&mut self.pending[i].entries)
-                    .into_iter()
-                    .partition(|e| e.ts < cutoff);
-            self.pending[i].entries = keep;
+            let (old, keep): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut stream.entries)
+                .into_iter()
+                .partition(|e| e.ts < cutoff);
+            stream.entries = keep;
             let reason = format!(
                 "entry too far behind: older than its stream's newest sent entry ({}) minus out_of_order_window ({:?}); Loki would refuse it",
                 jiff::Timestamp::from_nanosecond(i128::from(newest))
@@ -366,7 +370,7 @@ impl LokiSink {
                 self.cfg.out_of_order_window.0
             );
             for e in &old {
-                records.push(self.dead_letter_record(&self.pending[i], e, 0, &reason));
+                records.push(self.dead_letter_record(stream, e, 0, &reason));
             }
         }
         if !records.is_empty() {
@@ -385,34 +389,24 @@ impl LokiSink {
 
     /// After a 2xx or 400 for the streams `which`: remember each one's
     /// newest timestamp and drop them from the batch.
-    fn settle_streams(&mut self, which: &[usize]) {
+    fn settle_streams(&mut self, streams: &mut Vec<Stream>, which: &[usize]) {
         for &i in which {
-            let s = &self.pending[i];
+            let s = &streams[i];
             if let Some(max) = s.entries.iter().map(|e| e.ts).max() {
                 let n = self.newest_sent.entry(s.key.clone()).or_insert(max);
                 *n = (*n).max(max);
             }
         }
         let mut i = 0;
-        self.pending.retain(|_| {
+        streams.retain(|_| {
             i += 1;
             !which.contains(&(i - 1))
         });
-        self.index = self
-            .pending
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.key.clone(), i))
-            .collect();
-        if self.pending.is_empty() {
-            self.prepared = false;
-        }
     }
 
-    fn settle(&mut self) {
-        let all: Vec<usize> = (0..self.pending.len()).collect();
-        self.settle_streams(&all);
-        self.prepared = false;
+    fn settle(&mut self, streams: &mut Vec<Stream>) {
+        let all: Vec<usize> = (0..streams.len()).collect();
+        self.settle_streams(streams, &all);
     }
 
     fn dead_letter_record(
@@ -452,12 +446,17 @@ impl LokiSink {
 
     /// Dead-letters the entries a 400 names (all of them if it names none
     /// that we can find: then Loki refused the request as a whole).
-    fn handle_rejection(&mut self, body: &str, which: &[usize]) -> Result<(), DeliveryError> {
+    fn handle_rejection(
+        &mut self,
+        streams: &[Stream],
+        body: &str,
+        which: &[usize],
+    ) -> Result<(), DeliveryError> {
         let rejections = rejections::parse(body);
         let mut by_class: BTreeMap<&'static str, Vec<serde_json::Map<String, serde_json::Value>>> =
             BTreeMap::new();
         let mut matched = 0usize;
-        for s in which.iter().map(|&i| &self.pending[i]) {
+        for s in which.iter().map(|&i| &streams[i]) {
             let pairs = rejections::parse_labels(&s.key).unwrap_or_default();
             let for_stream: Vec<&Rejection> =
                 rejections.iter().filter(|r| r.stream == pairs).collect();
@@ -481,7 +480,7 @@ impl LokiSink {
             let reason = body.trim();
             let all: Vec<_> = which
                 .iter()
-                .map(|&i| &self.pending[i])
+                .map(|&i| &streams[i])
                 .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
                 .map(|(s, e)| self.dead_letter_record(s, e, 400, reason))
                 .collect();
@@ -514,6 +513,7 @@ impl LokiSink {
     /// settled (stored or dead-lettered); `Ok(false)`: to be retried.
     fn apply_answer(
         &mut self,
+        streams: &[Stream],
         which: &[usize],
         answer: Answer,
         sent: usize,
@@ -535,7 +535,7 @@ impl LokiSink {
         match status.as_u16() {
             400 => {
                 self.metrics.bytes_sent.add(sent as u64);
-                self.handle_rejection(&text, which)?;
+                self.handle_rejection(streams, &text, which)?;
                 Ok(true)
             }
             413 => {
@@ -543,7 +543,7 @@ impl LokiSink {
                 self.metrics.bytes_sent.add(sent as u64);
                 let records: Vec<_> = which
                     .iter()
-                    .map(|&i| &self.pending[i])
+                    .map(|&i| &streams[i])
                     .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
                     .map(|(s, e)| self.dead_letter_record(s, e, 413, text.trim()))
                     .collect();
@@ -574,15 +574,7 @@ impl LokiSink {
 }
 
 /// What a push request came back with: status, Retry-After, body.
-type Answer = Result<(reqwest::StatusCode, Option<Duration>, String), reqwest::Error>;
-
-async fn send(req: reqwest::RequestBuilder) -> Answer {
-    let resp = req.send().await?;
-    let status = resp.status();
-    let after = crate::http::retry_after(resp.headers());
-    let text = resp.text().await.unwrap_or_default();
-    Ok((status, after, text))
-}
+type Answer = crate::http::Reply;
 
 /// Splits stream indices into at most `k` groups of similar size.
 fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
@@ -602,6 +594,10 @@ fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
 }
 
 impl Sink for LokiSink {
+    type Batch = Batch;
+    /// Each request's answer, in the order of `Batch::requests`.
+    type Reply = Result<Vec<Answer>, DeliveryError>;
+
     fn encode(&mut self, event: &Event) -> usize {
         let idx = self.stream_of(event);
         let line = match &self.line {
@@ -639,74 +635,76 @@ impl Sink for LokiSink {
         size
     }
 
-    async fn deliver(&mut self) -> Result<(), DeliveryError> {
-        if !self.prepared {
-            self.set_aside_too_far_behind()?;
-            self.prepare();
+    fn seal(&mut self) -> Batch {
+        self.index.clear();
+        Batch {
+            streams: std::mem::take(&mut self.pending),
+            prepared: false,
+            requests: Vec::new(),
         }
-        let live: Vec<(usize, usize)> = self
-            .pending
+    }
+
+    fn send(&mut self, b: &mut Batch) -> Call<Self::Reply> {
+        if !b.prepared {
+            if let Err(e) = self.set_aside_too_far_behind(&mut b.streams) {
+                return super::done(Err(e));
+            }
+            self.prepare(&mut b.streams);
+            b.prepared = true;
+        }
+        let live: Vec<(usize, usize)> = b
+            .streams
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.entries.is_empty())
             .map(|(i, s)| (i, s.entries.len()))
             .collect();
-        if live.is_empty() {
-            self.settle();
-            return Ok(());
-        }
         // Each stream goes whole into one request, so its order holds.
-        let groups = partition(&live, self.cfg.concurrency);
-        let mut requests = tokio::task::JoinSet::new();
-        let mut sizes = Vec::new();
+        b.requests.clear();
+        let mut calls = Vec::new();
         let mut entries = 0;
-        for (gi, g) in groups.iter().enumerate() {
-            let (body, n) = self.encode_streams(g);
+        for group in partition(&live, self.cfg.concurrency) {
+            let (body, n) = self.encode_streams(&b.streams, &group);
             entries += n;
-            sizes.push(body.len());
-            let req = self.request(body);
-            requests.spawn(async move { (gi, send(req).await) });
+            b.requests.push((group, body.len()));
+            calls.push(crate::http::send(self.request(body)));
         }
-        self.metrics.batch_entries.set(entries as i64);
-        let mut answers: Vec<Option<Answer>> = (0..groups.len()).map(|_| None).collect();
-        while let Some(joined) = requests.join_next().await {
-            if let Ok((gi, answer)) = joined {
-                answers[gi] = Some(answer);
-            }
+        if !calls.is_empty() {
+            self.metrics.batch_entries.set(entries as i64);
         }
+        Box::pin(async move { Ok(futures_join_all(calls).await) })
+    }
+
+    fn answer(&mut self, b: &mut Batch, reply: Self::Reply) -> Result<(), DeliveryError> {
+        let answers = reply?;
         let mut done = Vec::new();
         let mut errors = Vec::new();
-        for (gi, answer) in answers.into_iter().enumerate() {
-            let Some(answer) = answer else {
-                errors.push(DeliveryError::from(
-                    "a push request task failed".to_string(),
-                ));
-                continue;
-            };
-            if self.apply_answer(&groups[gi], answer, sizes[gi], &mut errors)? {
-                done.extend(groups[gi].iter().copied());
+        let requests = std::mem::take(&mut b.requests);
+        for ((group, sent), answer) in requests.iter().zip(answers) {
+            if self.apply_answer(&b.streams, group, answer, *sent, &mut errors)? {
+                done.extend(group.iter().copied());
             }
         }
-        self.settle_streams(&done);
+        self.settle_streams(&mut b.streams, &done);
         match errors.into_iter().max_by_key(|e| e.retry_after) {
             None => {
-                self.settle();
+                self.settle(&mut b.streams);
                 Ok(())
             }
             Some(e) => Err(e),
         }
     }
 
-    fn give_up(&mut self, reason: &str) -> bool {
-        let records: Vec<_> = self
-            .pending
+    fn give_up(&mut self, b: &mut Batch, reason: &str) -> bool {
+        let records: Vec<_> = b
+            .streams
             .iter()
             .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
             .map(|(s, e)| self.dead_letter_record(s, e, 0, reason))
             .collect();
         match self.dead_letter.write("retry_exhausted", &records) {
             Ok(()) => {
-                self.settle();
+                self.settle(&mut b.streams);
                 true
             }
             Err(e) => {
@@ -715,6 +713,35 @@ impl Sink for LokiSink {
             }
         }
     }
+}
+
+/// Runs the requests of one attempt together; their answers in order.
+async fn futures_join_all<F: std::future::Future>(calls: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(calls.len());
+    for c in calls {
+        set.push(Box::pin(c));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every call is done"))
+        .collect()
 }
 
 /// The `loki` sink kind.
@@ -757,9 +784,14 @@ mod tests {
     impl LokiSink {
         /// The request the whole pending batch would make.
         fn encode_request(&mut self) -> (Vec<u8>, usize) {
-            self.prepare();
-            let all: Vec<usize> = (0..self.pending.len()).collect();
-            self.encode_streams(&all)
+            let mut streams = std::mem::take(&mut self.pending);
+            self.index.clear();
+            self.prepare(&mut streams);
+            let all: Vec<usize> = (0..streams.len()).collect();
+            let request = self.encode_streams(&streams, &all);
+            // As if Loki stored it.
+            self.settle(&mut streams);
+            request
         }
     }
 
@@ -864,7 +896,6 @@ mod tests {
         let mut s = sink("endpoint: http://127.0.0.1:1\nlabels: {app: a}\nout_of_order: drop\n");
         s.encode(&ev("{}", 100));
         s.encode_request();
-        s.settle();
         s.encode(&ev("{}", 50));
         s.encode(&ev("{}", 150));
         let (_, n) = s.encode_request();
