@@ -526,7 +526,8 @@ fn run_weir(case: &Case, input: &Path, lines: u64, dir: &Path) -> Res<Measure> {
     let (out_sink, out_dir) = if case.sink == SinkKind::MainJob {
         // The shipped pipeline reads ./logs and writes under ./data.
         let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
         std::os::unix::fs::symlink(input, logs.join("app.log"))
             .map_err(|e| format!("cannot link the input into {}: {e}", logs.display()))?;
         command

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{DiskConfig, RECENT, Recent, START, Segment, Shared, segment_path};
+use crate::ack::Ack;
 use crate::buffer::record::{self, SEGMENT_MAGIC};
 use crate::buffer::{BufferMetrics, Fsync, WhenFull};
 use crate::event::{Event, SharedBatch};
@@ -26,8 +27,11 @@ pub(super) struct Writer {
     pub(super) next_id: u64,
     /// The segment being written: its id, file and length.
     pub(super) file: Option<(u64, File, u64)>,
-    /// Written, waiting for the next fsync before they are acknowledged.
-    pub(super) pending: Vec<SharedBatch>,
+    /// Written, waiting for the next fsync before they are acknowledged:
+    /// each batch's acknowledgement and its number of events. The events
+    /// themselves are let go once written (a reader that keeps up takes
+    /// them from the recent records).
+    pub(super) pending: Vec<(Option<Ack>, usize)>,
     pub(super) sync_due: Option<tokio::time::Instant>,
     pub(super) record: Vec<u8>,
     pub(super) metrics: BufferMetrics,
@@ -131,13 +135,12 @@ impl Writer {
             tracing::info!(sink = %self.name, "the disk buffer is writable again");
         }
         self.warned.remove("full");
+        self.pending.push((b.ack, b.events.len()));
         match self.cfg.fsync {
             Fsync::Batch => {
-                self.pending.push(b);
                 self.sync().await;
             }
             Fsync::Every(d) => {
-                self.pending.push(b);
                 self.sync_due
                     .get_or_insert_with(|| tokio::time::Instant::now() + d);
             }
@@ -256,7 +259,7 @@ impl Writer {
     /// An fsync failed: what waited for it is not known to be on disk, so
     /// its sources keep it unacknowledged.
     fn fail_pending(&mut self, e: &std::io::Error) {
-        let n: usize = self.pending.iter().map(|b| b.events.len()).sum();
+        let n: usize = self.pending.iter().map(|(_, events)| events).sum();
         self.pending.clear();
         self.metrics.write_errors.inc();
         tracing::error!(sink = %self.name, error = %e, events = n, "fsync of the disk buffer failed; these batches stay unacknowledged (file sources read them again after a restart)");
@@ -278,8 +281,10 @@ impl Writer {
         };
         match synced {
             Ok(()) => {
-                for b in self.pending.drain(..) {
-                    b.delivered();
+                for (ack, _) in self.pending.drain(..) {
+                    if let Some(a) = ack {
+                        a.delivered();
+                    }
                 }
             }
             Err(e) => self.fail_pending(&e),
