@@ -40,8 +40,15 @@ use rejections::{Rejection, Target};
 
 struct Entry {
     ts: i64,
-    line: String,
+    /// Where its line is in the batch's `text`.
+    line: (usize, usize),
     metadata: Vec<(String, String)>,
+}
+
+impl Entry {
+    fn line<'a>(&self, text: &'a str) -> &'a str {
+        &text[self.line.0..self.line.1]
+    }
 }
 
 struct Stream {
@@ -54,6 +61,8 @@ struct Stream {
 /// A sealed batch: its streams, and what its current attempt sent.
 pub struct Batch {
     streams: Vec<Stream>,
+    /// Every entry's line, one after the other.
+    text: String,
     /// The streams have been ordered and checked against the window.
     prepared: bool,
     /// The attempt's requests: which streams each holds, and its size.
@@ -84,6 +93,12 @@ pub struct LokiSink {
     line: Line,
     /// The open batch's streams, and where each key is among them.
     pending: Vec<Stream>,
+    /// The open batch's lines, one after the other (no string per entry).
+    text: String,
+    /// The last batch's `text`, cleared, for the next one.
+    spare_text: String,
+    /// For `line: event`.
+    json_buf: Vec<u8>,
     index: HashMap<String, usize>,
     known_streams: HashSet<String>,
     overflow_warned: bool,
@@ -166,6 +181,9 @@ impl LokiSink {
             metadata,
             line,
             pending: Vec::new(),
+            text: String::new(),
+            spare_text: String::new(),
+            json_buf: Vec::new(),
             index: HashMap::new(),
             known_streams: HashSet::new(),
             overflow_warned: false,
@@ -278,7 +296,7 @@ impl LokiSink {
     }
 
     /// The body of a push request holding the streams `which`, and its entry count.
-    fn encode_streams(&self, all: &[Stream], which: &[usize]) -> (Vec<u8>, usize) {
+    fn encode_streams(&self, all: &[Stream], text: &str, which: &[usize]) -> (Vec<u8>, usize) {
         let streams: Vec<&Stream> = which
             .iter()
             .map(|&i| &all[i])
@@ -294,7 +312,7 @@ impl LokiSink {
                             s.key.as_str(),
                             s.entries
                                 .iter()
-                                .map(|e| (e.ts, e.line.as_str(), e.metadata.as_slice())),
+                                .map(|e| (e.ts, e.line(text), e.metadata.as_slice())),
                         )
                     })
                     .map(|(k, it)| (k, it.collect::<Vec<_>>()))
@@ -315,7 +333,7 @@ impl LokiSink {
                             .map(|e| {
                                 let mut v = vec![
                                     serde_json::Value::String(e.ts.to_string()),
-                                    e.line.clone().into(),
+                                    e.line(text).into(),
                                 ];
                                 if !e.metadata.is_empty() {
                                     v.push(serde_json::Value::Object(
@@ -348,7 +366,11 @@ impl LokiSink {
 
     /// Dead-letters the entries Loki's out-of-order window would refuse:
     /// older than what their stream already sent, minus the window.
-    fn set_aside_too_far_behind(&mut self, streams: &mut [Stream]) -> Result<(), DeliveryError> {
+    fn set_aside_too_far_behind(
+        &mut self,
+        streams: &mut [Stream],
+        text: &str,
+    ) -> Result<(), DeliveryError> {
         if self.cfg.out_of_order == OutOfOrder::Pass {
             return Ok(());
         }
@@ -370,7 +392,7 @@ impl LokiSink {
                 self.cfg.out_of_order_window.0
             );
             for e in &old {
-                records.push(self.dead_letter_record(stream, e, 0, &reason));
+                records.push(self.dead_letter_record(stream, text, e, 0, &reason));
             }
         }
         if !records.is_empty() {
@@ -412,6 +434,7 @@ impl LokiSink {
     fn dead_letter_record(
         &self,
         s: &Stream,
+        text: &str,
         e: &Entry,
         status: u16,
         reason: &str,
@@ -440,7 +463,7 @@ impl LokiSink {
                 ),
             );
         }
-        m.insert("line".into(), e.line.clone().into());
+        m.insert("line".into(), e.line(text).into());
         m
     }
 
@@ -449,6 +472,7 @@ impl LokiSink {
     fn handle_rejection(
         &mut self,
         streams: &[Stream],
+        text: &str,
         body: &str,
         which: &[usize],
     ) -> Result<(), DeliveryError> {
@@ -465,13 +489,13 @@ impl LokiSink {
                     Target::At(t) => e.ts == t,
                     Target::OlderThan(t) => e.ts < t,
                     Target::Second(t) => e.ts.div_euclid(1_000_000_000) == t,
-                    Target::Length(n) => e.line.len() == n,
-                    Target::LongerThan(n) => e.line.len() > n,
+                    Target::Length(n) => e.line(text).len() == n,
+                    Target::LongerThan(n) => e.line(text).len() > n,
                     Target::Stream => true,
                 });
                 if let Some(r) = hit {
                     matched += 1;
-                    let rec = self.dead_letter_record(s, e, 400, &r.reason);
+                    let rec = self.dead_letter_record(s, text, e, 400, &r.reason);
                     by_class.entry(r.class).or_default().push(rec);
                 }
             }
@@ -482,7 +506,7 @@ impl LokiSink {
                 .iter()
                 .map(|&i| &streams[i])
                 .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
-                .map(|(s, e)| self.dead_letter_record(s, e, 400, reason))
+                .map(|(s, e)| self.dead_letter_record(s, text, e, 400, reason))
                 .collect();
             by_class.insert("rejected", all);
         }
@@ -514,6 +538,7 @@ impl LokiSink {
     fn apply_answer(
         &mut self,
         streams: &[Stream],
+        lines: &str,
         which: &[usize],
         answer: Answer,
         sent: usize,
@@ -535,7 +560,7 @@ impl LokiSink {
         match status.as_u16() {
             400 => {
                 self.metrics.bytes_sent.add(sent as u64);
-                self.handle_rejection(streams, &text, which)?;
+                self.handle_rejection(streams, lines, &text, which)?;
                 Ok(true)
             }
             413 => {
@@ -545,7 +570,7 @@ impl LokiSink {
                     .iter()
                     .map(|&i| &streams[i])
                     .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
-                    .map(|(s, e)| self.dead_letter_record(s, e, 413, text.trim()))
+                    .map(|(s, e)| self.dead_letter_record(s, lines, e, 413, text.trim()))
                     .collect();
                 self.dead_letter
                     .write("request_too_large", &records)
@@ -600,19 +625,18 @@ impl Sink for LokiSink {
 
     fn encode(&mut self, event: &Event) -> usize {
         let idx = self.stream_of(event);
-        let line = match &self.line {
-            Line::Original => event.line().to_string(),
+        let start = self.text.len();
+        match &self.line {
+            Line::Original => self.text.push_str(event.line()),
             Line::Event => {
-                let mut buf = Vec::with_capacity(event.line().len() + 16);
-                event.write_json(&mut buf);
-                String::from_utf8(buf).unwrap_or_default()
+                self.json_buf.clear();
+                event.write_json(&mut self.json_buf);
+                self.text
+                    .push_str(std::str::from_utf8(&self.json_buf).unwrap_or_default());
             }
-            Line::Template(t) => {
-                let mut s = String::new();
-                t.render(event, &mut s);
-                s
-            }
-        };
+            Line::Template(t) => t.render(event, &mut self.text),
+        }
+        let line = (start, self.text.len());
         let mut metadata = Vec::new();
         for (name, t) in &self.metadata {
             let mut v = String::new();
@@ -621,7 +645,7 @@ impl Sink for LokiSink {
                 metadata.push((name.clone(), v));
             }
         }
-        let size = line.len()
+        let size = (line.1 - line.0)
             + metadata
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
@@ -637,8 +661,10 @@ impl Sink for LokiSink {
 
     fn seal(&mut self) -> Batch {
         self.index.clear();
+        let text = std::mem::replace(&mut self.text, std::mem::take(&mut self.spare_text));
         Batch {
             streams: std::mem::take(&mut self.pending),
+            text,
             prepared: false,
             requests: Vec::new(),
         }
@@ -646,7 +672,7 @@ impl Sink for LokiSink {
 
     fn send(&mut self, b: &mut Batch) -> Call<Self::Reply> {
         if !b.prepared {
-            if let Err(e) = self.set_aside_too_far_behind(&mut b.streams) {
+            if let Err(e) = self.set_aside_too_far_behind(&mut b.streams, &b.text) {
                 return super::done(Err(e));
             }
             self.prepare(&mut b.streams);
@@ -664,7 +690,7 @@ impl Sink for LokiSink {
         let mut calls = Vec::new();
         let mut entries = 0;
         for group in partition(&live, self.cfg.concurrency) {
-            let (body, n) = self.encode_streams(&b.streams, &group);
+            let (body, n) = self.encode_streams(&b.streams, &b.text, &group);
             entries += n;
             b.requests.push((group, body.len()));
             calls.push(crate::http::send(self.request(body)));
@@ -681,7 +707,7 @@ impl Sink for LokiSink {
         let mut errors = Vec::new();
         let requests = std::mem::take(&mut b.requests);
         for ((group, sent), answer) in requests.iter().zip(answers) {
-            if self.apply_answer(&b.streams, group, answer, *sent, &mut errors)? {
+            if self.apply_answer(&b.streams, &b.text, group, answer, *sent, &mut errors)? {
                 done.extend(group.iter().copied());
             }
         }
@@ -695,12 +721,20 @@ impl Sink for LokiSink {
         }
     }
 
+    fn recycle(&mut self, mut b: Batch) {
+        // A burst (one big batch) must not pin its buffer for the whole run.
+        if b.text.capacity() <= 8 << 20 {
+            b.text.clear();
+            self.spare_text = b.text;
+        }
+    }
+
     fn give_up(&mut self, b: &mut Batch, reason: &str) -> bool {
         let records: Vec<_> = b
             .streams
             .iter()
             .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
-            .map(|(s, e)| self.dead_letter_record(s, e, 0, reason))
+            .map(|(s, e)| self.dead_letter_record(s, &b.text, e, 0, reason))
             .collect();
         match self.dead_letter.write("retry_exhausted", &records) {
             Ok(()) => {
@@ -785,10 +819,11 @@ mod tests {
         /// The request the whole pending batch would make.
         fn encode_request(&mut self) -> (Vec<u8>, usize) {
             let mut streams = std::mem::take(&mut self.pending);
+            let text = std::mem::take(&mut self.text);
             self.index.clear();
             self.prepare(&mut streams);
             let all: Vec<usize> = (0..streams.len()).collect();
-            let request = self.encode_streams(&streams, &all);
+            let request = self.encode_streams(&streams, &text, &all);
             // As if Loki stored it.
             self.settle(&mut streams);
             request
@@ -868,6 +903,44 @@ mod tests {
             v,
             serde_json::json!({"streams":[{"stream":{"app":"a"},"values":[["1700000000000000000","INFO: hi"]]}]})
         );
+    }
+
+    /// Every entry's line, in stream order, as the push request holds them.
+    fn pushed_lines(s: &mut LokiSink) -> Vec<String> {
+        let (body, _) = s.encode_request();
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let req = proto::PushRequest::decode(raw.as_slice()).unwrap();
+        req.streams
+            .iter()
+            .flat_map(|s| s.entries.iter().map(|e| e.line.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn lines_of_one_batch_share_a_buffer_and_come_out_whole() {
+        let mut s = sink("endpoint: http://127.0.0.1:1\nlabels: {app: a}\nline: event\n");
+        s.encode(&ev(r#"{"msg":"héllo","n":1}"#, 1));
+        let mut e = ev(r#"{"n":2}"#, 2);
+        e.insert("extra", serde_json::json!("x"));
+        s.encode(&e);
+        assert_eq!(
+            pushed_lines(&mut s),
+            [r#"{"msg":"héllo","n":1}"#, r#"{"n":2,"extra":"x"}"#]
+        );
+        let mut s =
+            sink("endpoint: http://127.0.0.1:1\nlabels: {app: a}\nline: '{{ n }}: {{ msg }}'\n");
+        s.encode(&ev(r#"{"msg":"a","n":1}"#, 1));
+        s.encode(&ev(r#"{"n":2}"#, 2));
+        s.encode(&ev(r#"{"msg":"c","n":3}"#, 3));
+        assert_eq!(pushed_lines(&mut s), ["1: a", "2: ", "3: c"]);
+        // A sealed batch keeps its lines while the next one is encoded.
+        let mut s = sink("endpoint: http://127.0.0.1:1\nlabels: {app: a}\n");
+        s.encode(&ev(r#"{"n":1}"#, 1));
+        let sealed = s.seal();
+        s.encode(&ev(r#"{"n":22}"#, 2));
+        let first = &sealed.streams[0].entries[0];
+        assert_eq!(first.line(&sealed.text), r#"{"n":1}"#);
+        assert_eq!(pushed_lines(&mut s), [r#"{"n":22}"#]);
     }
 
     #[test]
