@@ -150,12 +150,51 @@ fn client(timeout: Duration, tls: Option<&TlsConfig>) -> Result<reqwest::Client,
 
 /// `raw` gzip-compressed (fast level: request bodies, not archives).
 pub fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 4),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(raw).expect("gzip to a Vec");
-    gz.finish().expect("gzip to a Vec")
+    let mut gz = Gzip::new(raw.len() / 4);
+    gz.write(raw);
+    gz.finish(raw)
+}
+
+/// One gzip member, compressed as its input arrives (fast level). The
+/// trailer's CRC-32 is taken over the whole input at the end, in one pass —
+/// SIMD where the CPU has it — rather than a little with every write: a
+/// bulk body is written a document at a time, and small CRC updates were a
+/// sixth of the Elasticsearch sink's CPU.
+pub struct Gzip {
+    deflate: flate2::write::DeflateEncoder<Vec<u8>>,
+    written: u64,
+}
+
+impl Gzip {
+    /// The gzip header: deflate, no name or time, unknown OS.
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+    pub fn new(capacity: usize) -> Gzip {
+        let mut out = Vec::with_capacity(capacity.max(64));
+        out.extend_from_slice(&Self::HEADER);
+        Gzip {
+            deflate: flate2::write::DeflateEncoder::new(out, flate2::Compression::fast()),
+            written: 0,
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.deflate.write_all(bytes).expect("deflate to a Vec");
+        self.written += bytes.len() as u64;
+    }
+
+    /// The whole member; `input` is everything written, in order.
+    pub fn finish(self, input: &[u8]) -> Vec<u8> {
+        assert_eq!(
+            input.len() as u64,
+            self.written,
+            "the input given to finish is what was written"
+        );
+        let mut out = self.deflate.finish().expect("deflate to a Vec");
+        out.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
+        out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+        out
+    }
 }
 
 /// What a request came back with: its status, `Retry-After` and body.
@@ -273,6 +312,35 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(gz)
+            .read_to_end(&mut out)
+            .expect("a valid gzip member, CRC and length included");
+        out
+    }
+
+    #[test]
+    fn gzip_written_in_pieces_decodes_to_its_input() {
+        let doc: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("{{\"n\":{i},\"m\":\"héllo\"}}\n").into_bytes())
+            .collect();
+        let mut gz = Gzip::new(0);
+        for piece in doc.chunks(37) {
+            gz.write(piece);
+        }
+        let member = gz.finish(&doc);
+        assert_eq!(&member[..3], [0x1f, 0x8b, 8]);
+        assert_eq!(gunzip(&member), doc);
+        assert_eq!(gunzip(&gzip(&doc)), doc);
+        assert_eq!(gunzip(&gzip(b"")), b"");
+        // The trailer is what gzip(1) writes: CRC-32 and length, little-endian.
+        let n = member.len();
+        assert_eq!(member[n - 8..n - 4], crc32fast::hash(&doc).to_le_bytes());
+        assert_eq!(member[n - 4..], (doc.len() as u32).to_le_bytes());
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_honours_retry_after() {

@@ -10,8 +10,6 @@
 //!
 //! It knows the NDJSON layout and nothing of Elasticsearch's answers.
 
-use std::io::Write as _;
-
 /// A document's `_id`, as the action line writes it.
 #[derive(Debug, Clone, Copy)]
 pub enum Id<'a> {
@@ -49,8 +47,8 @@ pub struct Bulk {
     open: Option<(usize, usize)>,
     /// Compress the body (gzip).
     gzip: bool,
-    /// The documents written so far, compressed.
-    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    /// The documents written so far, compressed (from the body's start).
+    gz: Option<crate::http::Gzip>,
     /// The whole body compressed, once asked for (kept for retries).
     compressed: Option<Vec<u8>>,
 }
@@ -150,14 +148,10 @@ impl Bulk {
         let (action, source) = self.open.take().expect("begin() first");
         let end = self.body.len();
         self.body.push(b'\n');
-        if self.gzip && self.compressed.is_none() {
-            let gz = self.gz.get_or_insert_with(|| {
-                flate2::write::GzEncoder::new(
-                    Vec::with_capacity(1 << 20),
-                    flate2::Compression::fast(),
-                )
-            });
-            gz.write_all(&self.body[action..]).expect("gzip to a Vec");
+        if self.gzip && self.compressed.is_none() && (self.gz.is_some() || action == 0) {
+            self.gz
+                .get_or_insert_with(|| crate::http::Gzip::new(1 << 20))
+                .write(&self.body[action..]);
         }
         self.spans.push(Span {
             action,
@@ -214,7 +208,7 @@ impl Bulk {
         }
         if self.compressed.is_none() {
             let done = match self.gz.take() {
-                Some(gz) => gz.finish().expect("gzip to a Vec"),
+                Some(gz) => gz.finish(&self.body),
                 None => crate::http::gzip(&self.body),
             };
             self.compressed = Some(done);

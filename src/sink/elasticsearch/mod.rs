@@ -190,8 +190,9 @@ impl ElasticsearchSink {
     /// Writes the document: the event, renamed as configured, with
     /// `@timestamp` first (and `data_stream` last in data-stream mode).
     fn write_document(&mut self, event: &Event) {
+        // In index mode a `data_stream` field is the event's own, kept as it is.
         let touches = event.get("@timestamp").is_some()
-            || event.get("data_stream").is_some()
+            || (self.cfg.mode == Mode::DataStream && event.get("data_stream").is_some())
             || self.cfg.renames.keys().any(|k| event.get(k).is_some());
         let cfg = &self.cfg;
         let ts_cache = &mut self.ts_cache;
