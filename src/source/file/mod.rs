@@ -83,7 +83,8 @@ pub struct FileConfig {
     pub read_from: ReadFrom,
     #[serde(default = "default_glob_interval")]
     pub glob_interval: Dur,
-    /// How long to sleep when no file had new data and no event came.
+    /// How long to sleep when no file had new data and no event came; also
+    /// the longest pause between rounds while files grow (at most 100 ms).
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Dur,
     /// How long a last line without its newline waits before it is emitted.
@@ -146,7 +147,8 @@ const READS_PER_ROUND: usize = 8;
 /// 50,000 lines/s in all took 0.35 of a core with 20 ms rounds, 0.21 with
 /// 100 ms (`cargo bench --bench tail`). What a `kill -9` sends again grows
 /// with it: 1,400 lines per kill at 20,000 lines/s against 900
-/// (`tests/delivery.rs`).
+/// (`tests/delivery.rs`). A shorter `poll_interval` shortens it too: who
+/// asks for quick polls wants quick rounds.
 const MIN_ROUND: Duration = Duration::from_millis(100);
 
 /// The file source's own metrics. `open` and `checkpoint_errors` are
@@ -368,13 +370,13 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
             // Writers append a little at a time: let it gather for a moment
             // rather than making a tiny batch per file per append (while
             // checkpointing what the sinks acknowledge meanwhile).
-            let pause = MIN_ROUND.saturating_sub(round_start.elapsed());
+            let pause = t.min_round().saturating_sub(round_start.elapsed());
             t.progress.pause(pause, t.files.streams());
         } else if !progressed && let Some(hint) = wake.wait(t.idle_wait()) {
             if hint.rescan {
                 next_scan = Instant::now();
             }
-            let pause = MIN_ROUND.saturating_sub(round_start.elapsed());
+            let pause = t.min_round().saturating_sub(round_start.elapsed());
             t.progress.pause(pause, t.files.streams());
         }
         round_start = Instant::now();
@@ -383,6 +385,11 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
 }
 
 impl Tailer {
+    /// How far apart rounds are at least, unless a file has a backlog.
+    fn min_round(&self) -> Duration {
+        MIN_ROUND.min(self.cfg.poll_interval.0)
+    }
+
     /// How long an idle round waits for news: `poll_interval`, or less
     /// while acknowledgements are due, so that checkpoints follow them.
     fn idle_wait(&self) -> Duration {
