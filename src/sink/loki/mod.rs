@@ -620,8 +620,9 @@ fn partition(streams: &[(usize, usize)], k: usize) -> Vec<Vec<usize>> {
 
 impl Sink for LokiSink {
     type Batch = Batch;
-    /// Each request's answer, in the order of `Batch::requests`.
-    type Reply = Result<Vec<Answer>, DeliveryError>;
+    /// Each request's answer, in the order of `Batch::requests` (none if
+    /// its task failed).
+    type Reply = Result<Vec<Option<Answer>>, DeliveryError>;
 
     fn encode(&mut self, event: &Event) -> usize {
         let idx = self.stream_of(event);
@@ -687,18 +688,31 @@ impl Sink for LokiSink {
             .collect();
         // Each stream goes whole into one request, so its order holds.
         b.requests.clear();
-        let mut calls = Vec::new();
+        let mut calls = tokio::task::JoinSet::new();
         let mut entries = 0;
-        for group in partition(&live, self.cfg.concurrency) {
+        for (i, group) in partition(&live, self.cfg.concurrency)
+            .into_iter()
+            .enumerate()
+        {
             let (body, n) = self.encode_streams(&b.streams, &b.text, &group);
             entries += n;
             b.requests.push((group, body.len()));
-            calls.push(crate::http::send(self.request(body)));
+            let req = self.request(body);
+            calls.spawn(async move { (i, crate::http::send(req).await) });
         }
         if !calls.is_empty() {
             self.metrics.batch_entries.set(entries as i64);
         }
-        Box::pin(async move { Ok(futures_join_all(calls).await) })
+        let n = b.requests.len();
+        Box::pin(async move {
+            let mut answers: Vec<Option<Answer>> = (0..n).map(|_| None).collect();
+            while let Some(joined) = calls.join_next().await {
+                if let Ok((i, answer)) = joined {
+                    answers[i] = Some(answer);
+                }
+            }
+            Ok(answers)
+        })
     }
 
     fn answer(&mut self, b: &mut Batch, reply: Self::Reply) -> Result<(), DeliveryError> {
@@ -707,6 +721,12 @@ impl Sink for LokiSink {
         let mut errors = Vec::new();
         let requests = std::mem::take(&mut b.requests);
         for ((group, sent), answer) in requests.iter().zip(answers) {
+            let Some(answer) = answer else {
+                errors.push(DeliveryError::from(
+                    "a push request task failed".to_string(),
+                ));
+                continue;
+            };
             if self.apply_answer(&b.streams, &b.text, group, answer, *sent, &mut errors)? {
                 done.extend(group.iter().copied());
             }
@@ -747,35 +767,6 @@ impl Sink for LokiSink {
             }
         }
     }
-}
-
-/// Runs the requests of one attempt together; their answers in order.
-async fn futures_join_all<F: std::future::Future>(calls: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(calls.len());
-    for c in calls {
-        set.push(Box::pin(c));
-    }
-    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every call is done"))
-        .collect()
 }
 
 /// The `loki` sink kind.
