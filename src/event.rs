@@ -108,7 +108,7 @@ impl Event {
 
     /// The event as its parts, for the disk buffer's record encoding:
     /// the line, the fields, and whether the line is their JSON encoding.
-    pub(crate) fn raw_parts(&self) -> (&str, &[Field], bool) {
+    pub fn raw_parts(&self) -> (&str, &[Field], bool) {
         (&self.line, &self.fields, self.verbatim)
     }
 

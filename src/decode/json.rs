@@ -1,6 +1,9 @@
 //! JSON objects, one per line, decoded into byte ranges of the line.
 //!
-//! serde_json validates the whole line; each top-level value is captured as a
+//! Most lines take the fast path in `scan`. The others, and every line that
+//! is not valid, go through serde_json, which is the reference: it gives the
+//! error messages, and the fast path is held to its answers. serde_json
+//! validates the whole line; each top-level value is captured as a
 //! borrowed `RawValue`, so nested objects, numbers and strings are located but
 //! not copied. Keys without escapes are ranges too. Only top-level fields are
 //! indexed; nested paths are read on demand by whoever needs them.
@@ -83,6 +86,20 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
 /// On failure the line is handed back with the reason.
 pub fn decode_object(line: String, time: i64) -> Result<Event, (JsonError, String)> {
     let mut fields = Vec::with_capacity(16);
+    if super::scan::index_object(&line, &mut fields) {
+        return Ok(Event::from_parts(line, fields, true, time));
+    }
+    decode_with_serde(line, fields, time)
+}
+
+/// The reference decoder: what [`decode_object`] answers for every line its
+/// fast path gives up on, and the oracle the fast path is tested against.
+pub fn decode_with_serde(
+    line: String,
+    mut fields: Vec<Field>,
+    time: i64,
+) -> Result<Event, (JsonError, String)> {
+    fields.clear();
     let result = {
         let mut de = serde_json::Deserializer::from_str(&line);
         let visitor = ObjectVisitor {

@@ -19,6 +19,7 @@
 
 pub mod container;
 pub mod json;
+pub mod scan;
 pub mod timestamp;
 
 use serde::Deserialize;

@@ -250,7 +250,7 @@ impl Framer {
             to -= 1;
         }
         let bytes = &self.buf[from..to];
-        let text = match std::str::from_utf8(bytes) {
+        let text = match simdutf8::basic::from_utf8(bytes) {
             Ok(s) => s.to_owned(),
             Err(_) => {
                 self.counts.invalid_utf8 += 1;
