@@ -179,13 +179,15 @@ impl Event {
 
     fn position(&self, key: &str) -> Option<usize> {
         // Later duplicates win, as in every JSON parser users compare with.
-        // Length and first byte rule out almost every other key without a
-        // call to memcmp; this runs several times per event per rule.
+        // This runs several times per event per rule: keys are compared as
+        // bytes (no char-boundary checks) and without a call to memcmp.
         let want = key.as_bytes();
-        let first = want.first().copied();
-        self.fields.iter().rposition(|f| {
-            let k = self.text(&f.key).as_bytes();
-            k.len() == want.len() && k.first().copied() == first && k == want
+        let line = self.line.as_bytes();
+        self.fields.iter().rposition(|f| match &f.key {
+            Text::Span(a, b) => {
+                (b - a) as usize == want.len() && same_bytes(&line[*a as usize..*b as usize], want)
+            }
+            Text::Owned(k) => k.as_bytes() == want,
         })
     }
 
@@ -390,6 +392,22 @@ impl SharedBatch {
     }
 }
 
+/// `a == b` for two slices of the same length, inline: keys are short, and
+/// most differ in their first or last eight bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match a.len() {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        n => {
+            word(a, 0) == word(b, 0)
+                && word(a, n - 8) == word(b, n - 8)
+                && (n <= 16 || a[8..n - 8] == b[8..n - 8])
+        }
+    }
+}
+
 /// The byte range type used by decoders to build spans.
 pub fn span(r: Range<usize>) -> (u32, u32) {
     (r.start as u32, r.end as u32)
@@ -433,6 +451,23 @@ mod tests {
         e.write_json(&mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v, serde_json::json!({"b":"two","c":"new\nline"}));
+    }
+
+    #[test]
+    fn keys_compare_equal_only_when_every_byte_is() {
+        for len in 0..40 {
+            let a: Vec<u8> = (0..len as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "len {len}, differing at {at}");
+            }
+        }
+        let e = json_event(r#"{"request_id":1,"request_ix":2,"a":3,"a":4}"#);
+        assert_eq!(e.get_f64("request_ix"), Some(2.0));
+        assert_eq!(e.get_f64("a"), Some(4.0));
+        assert_eq!(e.get_f64("request_i"), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     match &oracle {
         Ok(event) if fast => assert_eq!(fields.as_slice(), event.raw_parts().1),
         Ok(_) => {}
-        Err(e) => panic!("fast path took a line serde_json rejects ({e:?})"),
+        Err(e) => assert!(!fast, "fast path took a line serde_json rejects ({e:?})"),
     }
     assert_eq!(decode_object(line.to_string(), 0), oracle);
 });

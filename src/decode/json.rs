@@ -85,7 +85,17 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_> {
 /// Decodes `line` as one JSON object. The event's time is left at `time`.
 /// On failure the line is handed back with the reason.
 pub fn decode_object(line: String, time: i64) -> Result<Event, (JsonError, String)> {
-    let mut fields = Vec::with_capacity(16);
+    decode_object_sized(line, time, 16)
+}
+
+/// [`decode_object`] with room for `fields` fields: a source's lines mostly
+/// have as many as the one before, so it needs no reallocation.
+pub fn decode_object_sized(
+    line: String,
+    time: i64,
+    fields: usize,
+) -> Result<Event, (JsonError, String)> {
+    let mut fields = Vec::with_capacity(fields);
     if super::scan::index_object(&line, &mut fields) {
         return Ok(Event::from_parts(line, fields, true, time));
     }

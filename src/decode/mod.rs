@@ -138,6 +138,8 @@ pub struct Decoder {
     /// touches no shared memory.
     local_errors: [u64; 3],
     local_fallback: u64,
+    /// Fields of the last JSON line: room to make for the next one.
+    fields_hint: usize,
 }
 
 impl Decoder {
@@ -245,6 +247,7 @@ impl Decoder {
             time_fallback,
             local_errors: [0; 3],
             local_fallback: 0,
+            fields_hint: 16,
         })
     }
 
@@ -291,12 +294,14 @@ impl Decoder {
     fn decode_at(&mut self, line: String, received: i64, own_time: Option<i64>) -> Option<Event> {
         let base = own_time.unwrap_or(received);
         let result = match &self.codec {
-            CodecImpl::Json => json::decode_object(line, base).map_err(|(e, line)| match e {
-                json::JsonError::Invalid(m) => (0, format!("invalid JSON: {m}"), line),
-                json::JsonError::NotAnObject(kind) => {
-                    (1, format!("expected a JSON object, found {kind}"), line)
-                }
-            }),
+            CodecImpl::Json => json::decode_object_sized(line, base, self.fields_hint)
+                .inspect(|event| self.fields_hint = event.raw_parts().1.len().max(1))
+                .map_err(|(e, line)| match e {
+                    json::JsonError::Invalid(m) => (0, format!("invalid JSON: {m}"), line),
+                    json::JsonError::NotAnObject(kind) => {
+                        (1, format!("expected a JSON object, found {kind}"), line)
+                    }
+                }),
             CodecImpl::Regex(re) => decode_regex(re, line, base)
                 .map_err(|line| (2, "line does not match the pattern".to_string(), line)),
             CodecImpl::Raw => Ok(Event::from_text(line, base)),

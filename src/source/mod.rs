@@ -126,8 +126,11 @@ pub fn flush(
     if events.is_empty() && ack.is_none() {
         return Ok(());
     }
+    // The next batch is likely as big: make room for it now rather than
+    // grow into it by doubling.
+    let room = events.len();
     let batch = Batch {
-        events: std::mem::take(events),
+        events: std::mem::replace(events, Vec::with_capacity(room)),
         ack,
     };
     output.send_blocking(batch)

@@ -1,13 +1,14 @@
 //! The `stdin` source: lines piped into weir (`app 2>&1 | weir run …`).
 //!
-//! A helper thread does the blocking reads, so that the source itself can
+//! A reader thread does the blocking reads, so that the source itself can
 //! notice a shutdown while the writer is silent. Standard input has no
 //! checkpoints: what was read before a crash is not read again. The source
 //! ends at end of input.
 //!
 //! On a machine with more than one core, a chunk with many lines is
-//! decoded in two halves at once — the second by a scoped thread — and the
-//! events are sent in the order of their lines.
+//! decoded in two halves at once — the second by a helper thread that lives
+//! as long as the source — and the events are sent in the order of their
+//! lines.
 
 use std::io::{IsTerminal, Read};
 use std::sync::{Arc, mpsc};
@@ -26,8 +27,7 @@ use crate::decode::timestamp::now_nanos;
 use crate::event::Event;
 
 /// Lines in a chunk from which its decoding is split in two: below it,
-/// starting a thread costs more than it saves (a thread takes tens of µs,
-/// a line about one).
+/// handing lines to the helper and back costs more than it saves.
 const SPLIT_AT: usize = 256;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,7 +105,10 @@ pub fn run_reader<R: Read + Send + 'static>(
     let mut lines = LineDecoder::new(&cfg.decode, &ctx)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut helper = if cores > 1 {
-        Some(LineDecoder::new(&cfg.decode, &ctx)?)
+        Some(Helper::start(
+            &ctx.name,
+            LineDecoder::new(&cfg.decode, &ctx)?,
+        )?)
     } else {
         None
     };
@@ -123,11 +126,15 @@ pub fn run_reader<R: Read + Send + 'static>(
 
     // Small bound: the reader stays at most two chunks ahead.
     let (tx, rx) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(2);
+    // Chunks go back to the reader once framed, so that it reads into
+    // memory it has used before instead of a fresh 256 KiB each time.
+    let (give_back, spare) = mpsc::sync_channel::<Vec<u8>>(2);
     std::thread::Builder::new()
         .name(format!("{}-read", ctx.name))
         .spawn(move || {
             loop {
-                let mut buf = vec![0; READ_CHUNK];
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(READ_CHUNK, 0);
                 let r = match input.read(&mut buf) {
                     Ok(n) => {
                         buf.truncate(n);
@@ -185,6 +192,7 @@ pub fn run_reader<R: Read + Send + 'static>(
         let end = chunk.is_empty();
         last_data = std::time::Instant::now();
         framer.push(&chunk);
+        let _ = give_back.try_send(chunk);
         let now = now_nanos();
         let mut start = framer.offset();
         while let Some(line) = framer.next_line() {
@@ -225,11 +233,11 @@ pub fn run_reader<R: Read + Send + 'static>(
 }
 
 /// Decodes `joined` into `events`, in the order of the lines. With a
-/// helper and enough lines, the second half is decoded by a scoped thread
-/// while this one decodes the first.
+/// helper and enough lines, the second half is decoded by the helper while
+/// this thread decodes the first.
 fn decode_all(
     lines: &mut LineDecoder,
-    helper: Option<&mut LineDecoder>,
+    helper: Option<&mut Helper>,
     joined: &mut Vec<Line>,
     now: i64,
     events: &mut Vec<Event>,
@@ -241,21 +249,72 @@ fn decode_all(
         return;
     };
     let second = joined.split_off(joined.len() / 2);
-    std::thread::scope(|s| {
-        let half = s.spawn(move || {
-            let mut out = Vec::with_capacity(second.len());
-            for line in second {
-                helper.push(line, now, &mut out);
-            }
-            helper.publish(&mut FrameCounts::default());
-            out
-        });
-        for line in joined.drain(..) {
-            lines.push(line, now, events);
-        }
-        match half.join() {
+    let handed = helper.work.as_ref().map(|w| w.send((second, now)));
+    for line in joined.drain(..) {
+        lines.push(line, now, events);
+    }
+    match handed {
+        Some(Ok(())) => match helper.done.recv() {
             Ok(out) => events.extend(out),
-            Err(panic) => std::panic::resume_unwind(panic),
+            Err(_) => helper.panicked(),
+        },
+        _ => helper.panicked(),
+    }
+}
+
+/// A thread that decodes the second half of large chunks, for as long as
+/// the source runs. One thread for the source's life, not one per chunk:
+/// starting a thread costs as much as decoding tens of lines, and each new
+/// thread starts a fresh allocator heap.
+struct Helper {
+    /// `None` only while dropping.
+    work: Option<mpsc::SyncSender<(Vec<Line>, i64)>>,
+    done: mpsc::Receiver<Vec<Event>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Helper {
+    fn start(name: &str, mut lines: LineDecoder) -> Result<Helper, String> {
+        let (work, todo) = mpsc::sync_channel::<(Vec<Line>, i64)>(1);
+        let (finished, done) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-decode"))
+            .spawn(move || {
+                for (batch, now) in todo {
+                    let mut out = Vec::with_capacity(batch.len());
+                    for line in batch {
+                        lines.push(line, now, &mut out);
+                    }
+                    lines.publish(&mut FrameCounts::default());
+                    if finished.send(out).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the stdin decoder: {e}"))?;
+        Ok(Helper {
+            work: Some(work),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// The helper thread is gone, which only a panic does: the source
+    /// panics with it, as it would have had it decoded the lines itself.
+    fn panicked(&mut self) -> ! {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => panic!("the stdin decoder thread stopped"),
         }
-    });
+    }
+}
+
+impl Drop for Helper {
+    /// Ends the thread: closing its work channel stops its loop.
+    fn drop(&mut self) {
+        drop(self.work.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
