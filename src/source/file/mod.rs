@@ -366,6 +366,16 @@ pub fn run(cfg: FileConfig, globs: Globs, ctx: SourceContext) -> Result<(), Stri
             }
             continue;
         }
+        if progressed {
+            // Busy: the next round comes soon whatever happens, so events
+            // would only cost (see `watch`).
+            wake.pause();
+        } else if wake.resume() {
+            // Back to waiting: first look for what happened unheard.
+            next_scan = Instant::now();
+            round_start = Instant::now();
+            continue;
+        }
         if progressed && !backlog {
             // Writers append a little at a time: let it gather for a moment
             // rather than making a tiny batch per file per append (while
