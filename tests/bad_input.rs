@@ -394,3 +394,73 @@ fn a_fifo_or_a_directory_matching_the_glob_is_reported_once_and_counted() {
     assert_eq!(stderr.matches(&fifo_warning).count(), 1, "{stderr}");
     assert_eq!(s.output_lines(), ["{\"n\": 1}"]);
 }
+
+#[test]
+fn hostile_json_gets_serde_jsons_verdict_and_exact_counts() {
+    // Lines the fast JSON scanner takes, lines it leaves to serde_json
+    // (deep nesting, escaped keys), and lines that are not valid: each must
+    // come out as serde_json decides, with serde_json's own message.
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!("{{\"message\":\"{}\",\"n\":1}}", "工具调用 ".repeat(20_000));
+    let lines: Vec<String> = vec![
+        r#"{"a":1}"#.into(),
+        deep.clone(),
+        r#"{"k":"\ud800 lone","x":{"y\u0041":1}}"#.into(),
+        r#"{"a\u0062":2}"#.into(),
+        huge.clone(),
+        r#"{"a":1"#.into(),
+        r#"{"a":01}"#.into(),
+        "{\"a\":\"tab\there\"}".into(),
+        r#"{"a":1}}"#.into(),
+        format!("{{\"a\":{}", "[".repeat(5000)),
+        r#"{"a":nul}"#.into(),
+        r#"{"a":[1,]}"#.into(),
+        "42".into(),
+    ];
+    let s = Scratch::new();
+    s.write("logs/hostile.log", &(lines.join("\n") + "\n"));
+    let (code, stderr, prom) = replay(&s);
+    assert_eq!(code, 0, "{stderr}");
+    let out = s.output_lines();
+    assert_eq!(out.len(), lines.len(), "one event per line");
+    let (mut invalid, mut not_objects) = (0.0, 0.0);
+    for (line, got) in lines.iter().zip(&out) {
+        match weir::decode::json::decode_with_serde(line.clone(), Vec::new(), 0) {
+            Ok(event) => {
+                // Decoded lines are written as read, or with their fields.
+                if got != line {
+                    let v: serde_json::Value = serde_json::from_str(got).unwrap();
+                    for (key, _) in event.fields() {
+                        assert!(v.get(key).is_some(), "{key} missing from {got}");
+                    }
+                    assert!(v.get("weir_decode_error").is_none(), "{got}");
+                }
+            }
+            Err((why, _)) => {
+                let want = match why {
+                    weir::decode::json::JsonError::Invalid(m) => {
+                        invalid += 1.0;
+                        format!("invalid JSON: {m}")
+                    }
+                    weir::decode::json::JsonError::NotAnObject(kind) => {
+                        not_objects += 1.0;
+                        format!("expected a JSON object, found {kind}")
+                    }
+                };
+                let v: serde_json::Value = serde_json::from_str(got).unwrap();
+                assert_eq!(v["weir_decode_error"], want.as_str(), "for {line:.80}");
+                assert_eq!(v["message"], line.as_str());
+            }
+        }
+    }
+    assert_eq!((invalid, not_objects), (7.0, 1.0));
+    let count = |reason: &str| {
+        metric(
+            &prom,
+            &format!(r#"weir_decode_errors_total{{source="app_logs",reason="{reason}"}}"#),
+        )
+    };
+    assert_eq!(count("invalid_json"), Some(invalid));
+    assert_eq!(count("not_an_object"), Some(not_objects));
+    assert!(out.contains(&deep) && out.contains(&huge), "kept as read");
+}
