@@ -174,9 +174,7 @@ pub fn run_reader<R: Read + Send + 'static>(
                 }
                 if !joined.is_empty() {
                     let now = now_nanos();
-                    for line in joined.drain(..) {
-                        lines.push(line, now, &mut events);
-                    }
+                    decode_all(&mut lines, helper.as_mut(), &mut joined, now, &mut events);
                     if flush(&ctx.output, &mut events, None).is_err() {
                         break;
                     }
@@ -242,23 +240,23 @@ fn decode_all(
     now: i64,
     events: &mut Vec<Event>,
 ) {
-    let Some(helper) = helper.filter(|_| joined.len() >= SPLIT_AT) else {
-        for line in joined.drain(..) {
-            lines.push(line, now, events);
-        }
-        return;
-    };
-    let second = joined.split_off(joined.len() / 2);
-    let handed = helper.work.as_ref().map(|w| w.send((second, now)));
+    // The second half goes to the helper before this thread starts on the first.
+    let helper = helper.filter(|_| joined.len() >= SPLIT_AT).map(|h| {
+        let second = joined.split_off(joined.len() / 2);
+        let handed = h
+            .work
+            .as_ref()
+            .is_some_and(|w| w.send((second, now)).is_ok());
+        (h, handed)
+    });
     for line in joined.drain(..) {
         lines.push(line, now, events);
     }
-    match handed {
-        Some(Ok(())) => match helper.done.recv() {
-            Ok(out) => events.extend(out),
-            Err(_) => helper.panicked(),
-        },
-        _ => helper.panicked(),
+    if let Some((h, handed)) = helper {
+        match handed.then(|| h.done.recv().ok()).flatten() {
+            Some(out) => events.extend(out),
+            None => h.panicked(),
+        }
     }
 }
 
